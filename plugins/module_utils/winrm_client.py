@@ -1,0 +1,329 @@
+# Copyright (c) remote_support.windows contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The collection's one WinRM client: connection settings, running a device script, and naming every failure.
+
+Plain Python, no Ansible runtime: the action plugins resolve settings from inventory variables and task options
+(`resolve_settings`), then call `WinRMClient`. Each client talks to one device; make one per device and thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import ssl
+import typing as t
+
+try:
+    import requests.exceptions
+    import winrm.exceptions
+    import winrm.protocol
+
+    HAS_WINRM = True
+    WINRM_IMPORT_ERROR = None
+except ImportError as import_error:  # reported by the action plugin with the install hint
+    HAS_WINRM = False
+    WINRM_IMPORT_ERROR = import_error
+
+from ansible_collections.remote_support.windows.plugins.module_utils.device_script import DeviceScript
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
+
+TRANSPORTS = ("ntlm", "basic", "kerberos", "credssp", "certificate")
+
+# WSManFault codes for the per-user shell quota (MaxShellsPerUser), as Windows sends them.
+QUOTA_FAULT_CODES = frozenset((
+    2150859173,  # 0x803381A5 ERROR_WSMAN_QUOTA_MAX_SHELLS
+    2150859174,  # 0x803381A6 ERROR_WSMAN_QUOTA_MAX_SHELLS_PPQ (per user)
+    2150859046,  # 0x80338126 ERROR_WSMAN_QUOTA_MAX_OPERATIONS
+))
+
+# The task options every module takes for its connection, in the argument-spec format. Each one left unset is taken
+# from the host's inventory variables (WINRM_HOST_VARIABLES), then from the default below.
+WINRM_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "host": {"type": "str"},
+    "port": {"type": "int"},
+    "user": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "scheme": {"type": "str", "choices": ["https", "http"]},
+    "transport": {"type": "str", "choices": list(TRANSPORTS)},
+    "server_cert_validation": {"type": "str", "choices": ["validate", "ignore"]},
+    "ca_trust_path": {"type": "path"},
+    "message_encryption": {"type": "str", "choices": ["auto", "always", "never"]},
+    "connection_timeout": {"type": "int"},
+    "operation_timeout": {"type": "int"},
+    "read_timeout": {"type": "int"},
+}
+
+# Inventory variables for each setting, first found wins: the same names the ansible.builtin winrm connection reads,
+# so an existing Windows inventory works unchanged.
+WINRM_HOST_VARIABLES: dict[str, tuple[str, ...]] = {
+    "host": ("ansible_host", "ansible_winrm_host"),
+    "port": ("ansible_port", "ansible_winrm_port"),
+    "user": ("ansible_user", "ansible_winrm_user"),
+    "password": ("ansible_password", "ansible_winrm_password", "ansible_winrm_pass"),
+    "scheme": ("ansible_winrm_scheme",),
+    "transport": ("ansible_winrm_transport",),
+    "server_cert_validation": ("ansible_winrm_server_cert_validation",),
+    "ca_trust_path": ("ansible_winrm_ca_trust_path",),
+    "message_encryption": ("ansible_winrm_message_encryption",),
+    "connection_timeout": ("ansible_winrm_connection_timeout",),
+    "operation_timeout": ("ansible_winrm_operation_timeout_sec",),
+    "read_timeout": ("ansible_winrm_read_timeout_sec",),
+}
+
+DEFAULT_OPERATION_TIMEOUT = 20  # pywinrm's default; a Receive returns at least this often
+DEFAULT_READ_TIMEOUT = 30  # must exceed the operation timeout
+DEFAULT_CONNECTION_TIMEOUT = 10  # seconds to establish TCP (and TLS) before calling the device unreachable
+
+# Characters of stdin per Send. pywinrm asks for 153,600-byte envelopes; base64 grows data by 4/3 and the envelope
+# itself needs a little room, so 96 KiB of data per Send stays well inside what every Windows version accepts.
+STDIN_CHUNK_BYTES = 96 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class WinRMSettings:
+    """Everything needed to reach one device. `password` never appears in repr()."""
+
+    host: str
+    port: int
+    user: str
+    password: str = dataclasses.field(repr=False)
+    scheme: str = "https"
+    transport: str = "ntlm"
+    server_cert_validation: str = "validate"
+    ca_trust_path: str | None = None
+    message_encryption: str = "auto"
+    connection_timeout: int = DEFAULT_CONNECTION_TIMEOUT
+    operation_timeout: int = DEFAULT_OPERATION_TIMEOUT
+    read_timeout: int = DEFAULT_READ_TIMEOUT
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/wsman"
+
+
+def _first_transport(value: t.Any) -> t.Any:
+    # ansible_winrm_transport may be a list (the winrm connection tries each); this client uses the first.
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    if isinstance(value, str) and "," in value:
+        return value.split(",")[0].strip()
+    return value
+
+
+def resolve_settings(options: t.Mapping[str, t.Any], host_vars: t.Mapping[str, t.Any],
+                     inventory_hostname: str) -> WinRMSettings:
+    """Connection settings for one device: task option, else inventory variable, else the safe default.
+
+    `options` holds the task's values for WINRM_ARGUMENT_SPEC (None = not set); `host_vars` the host's variables,
+    already templated.
+    """
+    chosen: dict[str, t.Any] = {}
+    for name, variables in WINRM_HOST_VARIABLES.items():
+        value = options.get(name)
+        if value is None:
+            value = next((host_vars[v] for v in variables if host_vars.get(v) not in (None, "")), None)
+        chosen[name] = value
+
+    host = chosen["host"] or inventory_hostname
+    user = chosen["user"]
+    if not user:
+        raise SettingsError(f"no user name for {inventory_hostname}: set ansible_user in the inventory or the "
+                            "task's user option")
+    port = _as_int("port", chosen["port"])
+    scheme = (chosen["scheme"] or ("http" if port == 5985 else "https")).lower()
+    if port is None:
+        port = 5985 if scheme == "http" else 5986
+    transport = (_first_transport(chosen["transport"]) or "ntlm").lower()
+    validation = (chosen["server_cert_validation"] or "validate").lower()
+    encryption = (chosen["message_encryption"] or "auto").lower()
+    connection_timeout = _as_int("connection_timeout", chosen["connection_timeout"]) or DEFAULT_CONNECTION_TIMEOUT
+    operation_timeout = _as_int("operation_timeout", chosen["operation_timeout"]) or DEFAULT_OPERATION_TIMEOUT
+    read_timeout = _as_int("read_timeout", chosen["read_timeout"]) or max(DEFAULT_READ_TIMEOUT,
+                                                                          operation_timeout + 10)
+
+    for name, value, allowed in (("scheme", scheme, ("http", "https")),
+                                 ("transport", transport, TRANSPORTS),
+                                 ("server_cert_validation", validation, ("validate", "ignore")),
+                                 ("message_encryption", encryption, ("auto", "always", "never"))):
+        if value not in allowed:
+            raise SettingsError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
+    if not 0 < port < 65536:
+        raise SettingsError(f"port {port} is outside 1-65535")
+    for name, value in (("connection_timeout", connection_timeout), ("operation_timeout", operation_timeout),
+                        ("read_timeout", read_timeout)):
+        if value <= 0:
+            raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
+    if read_timeout <= operation_timeout:
+        raise SettingsError(f"read_timeout ({read_timeout} s) must exceed operation_timeout ({operation_timeout} s): "
+                            "the device may hold a Receive open for the whole operation timeout")
+    if transport == "basic" and scheme == "http":
+        raise SettingsError("Basic authentication over plain HTTP would send the password in clear text; use "
+                            "scheme https, or transport ntlm (which encrypts each message)")
+    return WinRMSettings(
+        host=str(host), port=port, user=str(user), password="" if chosen["password"] is None else str(chosen["password"]),
+        scheme=scheme, transport=transport, server_cert_validation=validation,
+        ca_trust_path=chosen["ca_trust_path"] or None, message_encryption=encryption,
+        connection_timeout=connection_timeout, operation_timeout=operation_timeout, read_timeout=read_timeout,
+    )
+
+
+def _as_int(name: str, value: t.Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _exception_chain(exc: BaseException) -> t.Iterator[BaseException]:
+    """The exception and everything it wraps: causes, contexts, urllib3's `reason`, exceptions passed as args."""
+    seen: set[int] = set()
+    stack: list[t.Any] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend((current.__cause__, current.__context__, getattr(current, "reason", None)))
+        stack.extend(current.args)
+
+
+def classify(exc: BaseException, settings: WinRMSettings) -> DeviceError:
+    """Names a failure from pywinrm/requests with one of REASONS and a message that says what to check."""
+    if isinstance(exc, DeviceError):
+        return exc
+    where = f"{settings.host}:{settings.port}"
+    chain = list(_exception_chain(exc))
+    detail = _safe_detail(exc, settings)
+
+    if HAS_WINRM and isinstance(exc, winrm.exceptions.InvalidCredentialsError):
+        return DeviceError("auth", f"The device at {where} rejected the credentials of user '{settings.user}' "
+                                   f"({settings.transport}). Check ansible_user and ansible_password for this host, "
+                                   "that the account may log on remotely, and that the device accepts the "
+                                   f"'{settings.transport}' transport.", detail)
+    if HAS_WINRM and isinstance(exc, winrm.exceptions.WSManFaultError):
+        codes = {exc.wsman_fault_code, exc.wmierror_code}
+        if codes & QUOTA_FAULT_CODES or (exc.fault_subcode or "").endswith("QuotaLimit"):
+            return DeviceError("quota", f"The device at {where} refused to open another shell for '{settings.user}': "
+                                        "the user's shell quota (MaxShellsPerUser) is used up. Close stale WinRM "
+                                        "sessions for that user or wait for them to idle out, or raise "
+                                        "winrm/config/winrs MaxShellsPerUser on the device.", detail)
+        return DeviceError("protocol", f"The WinRM service at {where} answered with a fault: {exc.reason.strip()} "
+                                       f"(WSManFault {exc.wsman_fault_code}). Check the WinRM configuration on the "
+                                       "device.", detail)
+    if any(isinstance(e, (ssl.SSLError, ssl.CertificateError)) for e in chain) or \
+            (HAS_WINRM and isinstance(exc, requests.exceptions.SSLError)):
+        return DeviceError("tls", f"The certificate presented by {where} could not be verified ({_tls_detail(chain)}). "
+                                  "Check that ansible_winrm_ca_trust_path names the CA that issued the device's "
+                                  f"certificate and that the certificate is valid for '{settings.host}'. Keep "
+                                  "certificate validation on.", detail)
+    if any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in {type(e).__name__ for e in chain}:
+        return DeviceError("dns", f"The host name '{settings.host}' could not be resolved. Check ansible_host for this "
+                                  "device and that the controller's DNS knows the name.", detail)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return DeviceError("refused", f"{where} refused the connection. Check that the device is on, that the WinRM "
+                                      f"service listens on {settings.scheme.upper()} port {settings.port} "
+                                      "(winrm enumerate winrm/config/listener) and that no firewall rejects it.",
+                           detail)
+    if (HAS_WINRM and isinstance(exc, (requests.exceptions.Timeout, winrm.exceptions.WinRMOperationTimeoutError))) \
+            or any(isinstance(e, (socket.timeout, TimeoutError)) for e in chain):
+        return DeviceError("timeout", f"{where} did not answer within {settings.connection_timeout} s to connect or "
+                                      f"{settings.read_timeout} s to reply. Check that the device is on the network "
+                                      "and not behind a firewall that drops WinRM; for slow links raise "
+                                      "ansible_winrm_read_timeout_sec.", detail)
+    if HAS_WINRM and isinstance(exc, winrm.exceptions.WinRMTransportError):
+        return DeviceError("protocol", f"The WinRM service at {where} answered HTTP {exc.code}. Check that the "
+                                       "WinRM service on the device is healthy (winrm quickconfig) and that the "
+                                       "scheme and port are right.", detail)
+    if HAS_WINRM and isinstance(exc, requests.exceptions.ConnectionError):
+        return DeviceError("protocol", f"The connection to {where} was lost in the middle of an exchange (Connection "
+                                       "to workstation lost). Check the network path to the device and try again.",
+                           detail)
+    return DeviceError("protocol", f"Talking to {where} failed: {type(exc).__name__}. Check the WinRM service on the "
+                                   "device.", detail)
+
+
+def _tls_detail(chain: list[BaseException]) -> str:
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e.verify_message or str(e)
+    for e in chain:
+        if isinstance(e, ssl.SSLError):
+            return e.reason or str(e)
+    return "TLS handshake failed"
+
+
+def _safe_detail(exc: BaseException, settings: WinRMSettings) -> str:
+    # Exception texts from requests/pywinrm carry URLs and server text, never the password; remove it anyway in
+    # case a library ever echoes credentials.
+    text = f"{type(exc).__name__}: {exc}"
+    if settings.password:
+        text = text.replace(settings.password, "********")
+    return text[:2000]
+
+
+class WinRMClient:
+    """Runs device scripts on one device over WinRM, one shell per `run_scripts` call."""
+
+    def __init__(self, settings: WinRMSettings, protocol_factory: t.Callable[..., t.Any] | None = None) -> None:
+        if not HAS_WINRM and protocol_factory is None:
+            raise DeviceError("protocol", "The Python library pywinrm is not installed on the controller. Install it "
+                                          "with: pip install pywinrm")
+        self.settings = settings
+        self._protocol_factory = protocol_factory or winrm.protocol.Protocol
+
+    def _protocol(self) -> t.Any:
+        s = self.settings
+        protocol = self._protocol_factory(
+            endpoint=s.endpoint, transport=s.transport, username=s.user, password=s.password,
+            server_cert_validation=s.server_cert_validation,
+            ca_trust_path=s.ca_trust_path or "legacy_requests",
+            message_encryption=s.message_encryption,
+            operation_timeout_sec=s.operation_timeout, read_timeout_sec=s.read_timeout,
+        )
+        # pywinrm has one timeout for connecting and reading; requests takes a (connect, read) pair, so a dead
+        # device fails after connection_timeout instead of the longer read timeout.
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and hasattr(transport, "read_timeout_sec"):
+            transport.read_timeout_sec = (s.connection_timeout, s.read_timeout)
+        return protocol
+
+    def run_script(self, script: DeviceScript, script_input: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
+        """Runs one device script and returns its JSON result."""
+        return self.run_scripts([(script, script_input or {})])[0]
+
+    def run_scripts(self, steps: t.Sequence[tuple[DeviceScript, t.Mapping[str, t.Any]]]) -> list[dict[str, t.Any]]:
+        """Runs several device scripts in one shell, in order; stops at the first failure."""
+        try:
+            protocol = self._protocol()
+            shell_id = protocol.open_shell(codepage=65001, noprofile=True)
+        except Exception as exc:
+            raise classify(exc, self.settings) from None
+        try:
+            return [self._run_in_shell(protocol, shell_id, script, script_input) for script, script_input in steps]
+        finally:
+            try:
+                protocol.close_shell(shell_id)
+            except Exception:
+                # The result (or the first error) matters more than a failed cleanup; the device drops idle shells
+                # itself after its IdleTimeout.
+                pass
+
+    def _run_in_shell(self, protocol: t.Any, shell_id: str, script: DeviceScript,
+                      script_input: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        payload = script.stdin_payload(script_input)
+        try:
+            command_id = protocol.run_command(shell_id, "powershell.exe", script.command_arguments(),
+                                              skip_cmd_shell=True)
+            for offset in range(0, max(len(payload), 1), STDIN_CHUNK_BYTES):
+                chunk = payload[offset:offset + STDIN_CHUNK_BYTES]
+                protocol.send_command_input(shell_id, command_id, chunk,
+                                            end=offset + STDIN_CHUNK_BYTES >= len(payload))
+            stdout, stderr, exit_code = protocol.get_command_output(shell_id, command_id)
+        except Exception as exc:
+            raise classify(exc, self.settings) from None
+        return script.parse_result(stdout, stderr, exit_code)

@@ -191,6 +191,9 @@ class Device:
     file_root: pathlib.Path | None = None
     # Free space the device reports for its drives, in bytes.
     free_space_bytes: int = 50 * 1024**3
+    # When set, WMI on this device is broken: every Get-CimInstance fails with this message (what Windows gives
+    # for a damaged WMI repository, e.g. "Provider load failure "), so device scripts that read WMI fail.
+    wmi_error: str | None = None
     # Free-form labels the scenario attached (what this device is meant to show) and the expected results.
     behaviours: list[str] = dataclasses.field(default_factory=list)
     expected: dict[str, t.Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,635 @@
+"""The control surface: read and change a simulated device's state without going through WinRM.
+
+A small JSON HTTP API on 127.0.0.1 (an ephemeral port, a bearer token), served by the lab's own asyncio loop next to
+the WinRM listeners. Tests and the demo use it to set the scene (log a user off, stop the agent, move the clock,
+break the network) and to look behind the scenes (event log, files, registry). Every endpoint is listed in the
+lab's README; `ControlClient` is the Python client for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import json
+import pathlib
+import secrets
+import typing as t
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from aiohttp import web
+
+from .device import Device, Faults, InteractiveUser, WinRMServiceConfig
+from .outputs import device_kind
+
+RefreshListeners = t.Callable[[Device], t.Awaitable[t.Any]]
+
+CONSENT_ANSWERS = ("accept", "deny", "ignore")
+CERTIFICATE_KINDS = ("valid", "mismatch", "untrusted", "expired")
+
+
+class BadRequest(ValueError):
+    """The caller sent something the API cannot apply (400)."""
+
+
+def _utc(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# How a device looks through the API --------------------------------------------------------------------------------
+def faults_state(device: Device) -> dict[str, t.Any]:
+    state = dataclasses.asdict(device.faults)
+    state["wmi_error"] = device.wmi_error  # a device-level fault too: makes WMI-reading scripts fail
+    return state
+
+
+def device_summary(device: Device) -> dict[str, t.Any]:
+    return {
+        "name": device.name,
+        "address": device.address,
+        "device_type": device_kind(device),
+        "behaviours": list(device.behaviours),
+        "expected": dict(device.expected),
+    }
+
+
+def device_state(device: Device) -> dict[str, t.Any]:
+    user = device.interactive_user
+    with device.lock:
+        return {
+            **device_summary(device),
+            "inventory_host": device.inventory_host,
+            "http_port": device.http_port,
+            "https_port": device.https_port,
+            "hardware": dataclasses.asdict(device.hardware),
+            "interactive_user": None if user is None else dataclasses.asdict(user),
+            "agent": {
+                "running": device.agent.running,
+                "interval_seconds": device.agent.interval_seconds,
+                "last_checkin": _utc(device.last_checkin()),
+            },
+            "clock": {"device_time": _utc(device.clock.now()), "offset_seconds": device.clock.offset_seconds},
+            "service": dataclasses.asdict(device.service),
+            "faults": faults_state(device),
+            "accounts": sorted(device.accounts),  # names only; passwords stay in the inventory and manifest
+        }
+
+
+# Applying changes --------------------------------------------------------------------------------------------------
+def _require_object(body: t.Any) -> dict[str, t.Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _check_fields(body: dict[str, t.Any], allowed: t.Iterable[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _number(value: t.Any, name: str, minimum: float = 0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise BadRequest(f"{name} must be a number >= {minimum}")
+    return value
+
+
+def apply_user(device: Device, body: t.Any, replace: bool) -> None:
+    """PUT: log a user on (replacing whoever was there); PATCH: change how the logged-on user answers."""
+    body = _require_object(body)
+    fields = {f.name for f in dataclasses.fields(InteractiveUser)}
+    _check_fields(body, fields)
+    if "consent" in body and body["consent"] not in CONSENT_ANSWERS:
+        raise BadRequest(f"consent must be one of {', '.join(CONSENT_ANSWERS)}")
+    if "answer_after_seconds" in body:
+        _number(body["answer_after_seconds"], "answer_after_seconds")
+    if "session_id" in body and (not isinstance(body["session_id"], int) or body["session_id"] < 1):
+        raise BadRequest("session_id must be a positive whole number")
+    with device.lock:
+        if replace:
+            if not isinstance(body.get("name"), str) or not body["name"]:
+                raise BadRequest("name (DOMAIN\\user) is required to log a user on")
+            device.interactive_user = InteractiveUser(**body)
+        else:
+            if device.interactive_user is None:
+                raise BadRequest("nobody is logged on; PUT a user first")
+            for key, value in body.items():
+                setattr(device.interactive_user, key, value)
+        device.write_event("Microsoft-Windows-Winlogon", 7001, "Information",
+                           f"User Logon Notification for Customer Experience Improvement Program: "
+                           f"{device.interactive_user.name}", log="System")
+
+
+def log_user_off(device: Device) -> None:
+    with device.lock:
+        if device.interactive_user is not None:
+            device.write_event("Microsoft-Windows-Winlogon", 7002, "Information",
+                               f"User Logoff Notification for Customer Experience Improvement Program: "
+                               f"{device.interactive_user.name}", log="System")
+        device.interactive_user = None
+
+
+def apply_agent(device: Device, body: t.Any) -> None:
+    body = _require_object(body)
+    _check_fields(body, ("running", "interval_seconds"))
+    with device.lock:
+        if "interval_seconds" in body:
+            interval = _number(body["interval_seconds"], "interval_seconds", 1)
+            if int(interval) != interval:
+                raise BadRequest("interval_seconds must be a whole number")
+            device.agent.interval_seconds = int(interval)
+        if "running" in body:
+            if not isinstance(body["running"], bool):
+                raise BadRequest("running must be true or false")
+            if device.agent.running and not body["running"]:
+                # The last check-in stays where it was when the agent stopped; from now on it only ages.
+                device.agent.stopped_last_checkin = device.last_checkin()
+                device.write_event("RemoteSupportAgent", 2, "Warning", "The remote support agent stopped.")
+            elif not device.agent.running and body["running"]:
+                device.write_event("RemoteSupportAgent", 1, "Information", "The remote support agent started.")
+            device.agent.running = body["running"]
+        device.sync_agent_registry()
+
+
+def apply_service(device: Device, body: t.Any) -> None:
+    body = _require_object(body)
+    fields = {f.name: f for f in dataclasses.fields(WinRMServiceConfig)}
+    _check_fields(body, fields)
+    with device.lock:
+        for key, value in body.items():
+            current = getattr(device.service, key)
+            if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, type(current)):
+                raise BadRequest(f"{key} must be a {type(current).__name__}")
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise BadRequest(f"{key} must not be negative")
+        for key, value in body.items():
+            setattr(device.service, key, value)
+
+
+def apply_faults(device: Device, body: t.Any) -> bool:
+    """Sets the given faults; returns whether the listeners must be refreshed (refuse_connections changed)."""
+    body = _require_object(body)
+    fields = {f.name for f in dataclasses.fields(Faults)} | {"wmi_error"}
+    _check_fields(body, fields)
+    for key in ("refuse_connections", "blackhole", "http_500"):
+        if key in body and not isinstance(body[key], bool):
+            raise BadRequest(f"{key} must be true or false")
+    if "latency_seconds" in body:
+        _number(body["latency_seconds"], "latency_seconds")
+    if body.get("drop_after_bytes") is not None:
+        drop = body["drop_after_bytes"]
+        if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0:
+            raise BadRequest("drop_after_bytes must be a whole number of bytes, or null")
+    if "certificate" in body and body["certificate"] not in CERTIFICATE_KINDS:
+        raise BadRequest(f"certificate must be one of {', '.join(CERTIFICATE_KINDS)}")
+    if body.get("wmi_error") is not None and not isinstance(body["wmi_error"], str):
+        raise BadRequest("wmi_error must be the error message, or null")
+    with device.lock:
+        refuse_before = device.faults.refuse_connections
+        for key, value in body.items():
+            if key == "wmi_error":
+                device.wmi_error = value or None
+            else:
+                setattr(device.faults, key, value)
+        return device.faults.refuse_connections != refuse_before
+
+
+def clear_faults(device: Device) -> bool:
+    with device.lock:
+        refuse_before = device.faults.refuse_connections
+        device.faults = Faults()
+        device.wmi_error = None
+        return refuse_before
+
+
+def advance_clock(device: Device, body: t.Any) -> dict[str, t.Any]:
+    body = _require_object(body)
+    _check_fields(body, ("seconds",))
+    seconds = _number(body.get("seconds"), "seconds")
+    with device.lock:
+        device.clock.advance(seconds)
+        device.sync_agent_registry()
+        return {"name": device.name, "device_time": _utc(device.clock.now()),
+                "offset_seconds": device.clock.offset_seconds}
+
+
+def events(device: Device, log: str | None, since: str | None) -> list[dict[str, t.Any]]:
+    threshold = None
+    if since:
+        try:
+            threshold = datetime.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            raise BadRequest("since must look like 2024-01-31T12:00:00Z") from None
+    with device.lock:
+        entries = list(device.event_log)
+    return [
+        {"log": e.log, "source": e.source, "event_id": e.event_id, "entry_type": e.entry_type, "message": e.message,
+         "time_generated": _utc(e.time_generated)}
+        for e in entries
+        if (log is None or e.log.lower() == log.lower()) and (threshold is None or e.time_generated >= threshold)
+    ]
+
+
+def _device_path(device: Device, path: str | None) -> pathlib.Path:
+    if not path:
+        raise BadRequest("the path query parameter (a Windows path such as C:\\Users) is required")
+    try:
+        return device.windows_path(path)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+
+
+def read_path(device: Device, path: str | None) -> dict[str, t.Any] | None:
+    target = _device_path(device, path)
+    if target.is_dir():
+        return {"path": path, "type": "directory", "entries": [
+            {"name": child.name, "type": "directory" if child.is_dir() else "file",
+             "size": None if child.is_dir() else child.stat().st_size}
+            for child in sorted(target.iterdir(), key=lambda p: p.name.lower())
+        ]}
+    if target.is_file():
+        data = target.read_bytes()
+        return {"path": path, "type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "content_base64": base64.b64encode(data).decode("ascii")}
+    return None
+
+
+def write_file(device: Device, path: str | None, data: bytes) -> dict[str, t.Any]:
+    target = _device_path(device, path)
+    if target.is_dir():
+        raise BadRequest(f"{path} is a directory")
+    with device.lock:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return {"path": path, "type": "file", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def delete_path(device: Device, path: str | None) -> bool:
+    target = _device_path(device, path)
+    with device.lock:
+        if target.is_file():
+            target.unlink()
+            return True
+        if target.is_dir():
+            if any(target.iterdir()):
+                raise BadRequest(f"{path} is a directory that is not empty")
+            target.rmdir()
+            return True
+    return False
+
+
+def _registry_value(value: t.Any) -> t.Any:
+    # Binary values travel as {"base64": ...}; everything else as JSON (str, int, list of str).
+    return {"base64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
+
+
+def read_registry(device: Device, path: str | None) -> dict[str, t.Any] | None:
+    if not path:
+        raise BadRequest("the path query parameter (e.g. HKLM:\\SOFTWARE\\RemoteSupport) is required")
+    with device.lock:
+        device.sync_agent_registry()
+        if not device.registry.key_exists(path) and not device.registry.subkeys(path):
+            return None
+        values = device.registry.get_values(path)
+        return {"path": path, "values": {k: _registry_value(v) for k, v in values.items()},
+                "subkeys": device.registry.subkeys(path)}
+
+
+def write_registry(device: Device, body: t.Any) -> None:
+    body = _require_object(body)
+    _check_fields(body, ("path", "name", "value"))
+    path, name, value = body.get("path"), body.get("name"), body.get("value")
+    if not isinstance(path, str) or not path or not isinstance(name, str):
+        raise BadRequest("path and name are required strings")
+    if isinstance(value, dict) and set(value) == {"base64"}:
+        value = base64.b64decode(value["base64"])
+    elif isinstance(value, bool) or not (isinstance(value, (str, int)) or
+                                         (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        raise BadRequest("value must be a string, a whole number, a list of strings or {\"base64\": ...}")
+    with device.lock:
+        device.registry.set(path, name, value)
+
+
+# The HTTP server ---------------------------------------------------------------------------------------------------
+class ControlSurface:
+    """The control API for a set of devices, served on 127.0.0.1 by the running asyncio loop."""
+
+    def __init__(self, devices: t.Iterable[Device], refresh_listeners: RefreshListeners | None = None,
+                 token: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.devices = {device.name.lower(): device for device in devices}
+        self.token = token or secrets.token_urlsafe(24)
+        self._refresh_listeners = refresh_listeners
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def _device(self, request: web.Request) -> Device:
+        device = self.devices.get(request.match_info["name"].lower())
+        if device is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no device named {request.match_info['name']}"}),
+                                   content_type="application/json")
+        return device
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: t.Callable[..., t.Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+        supplied = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return await handler(request)
+        except BadRequest as error:
+            return web.json_response({"error": str(error)}, status=400)
+        except json.JSONDecodeError as error:
+            return web.json_response({"error": f"the request body is not JSON: {error}"}, status=400)
+
+    async def _refresh(self, device: Device) -> None:
+        if self._refresh_listeners is not None:
+            await self._refresh_listeners(device)
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024**2)
+        routes = [
+            web.get("/health", self.health),
+            web.get("/devices", self.list_devices),
+            web.post("/clock/advance", self.advance_all_clocks),
+            web.get("/devices/{name}", self.get_device),
+            web.put("/devices/{name}/interactive-user", self.put_user),
+            web.patch("/devices/{name}/interactive-user", self.patch_user),
+            web.delete("/devices/{name}/interactive-user", self.delete_user),
+            web.put("/devices/{name}/agent", self.put_agent),
+            web.patch("/devices/{name}/service", self.patch_service),
+            web.post("/devices/{name}/clock/advance", self.advance_device_clock),
+            web.get("/devices/{name}/events", self.get_events),
+            web.get("/devices/{name}/files", self.get_files),
+            web.put("/devices/{name}/files", self.put_file),
+            web.delete("/devices/{name}/files", self.delete_file),
+            web.get("/devices/{name}/registry", self.get_registry),
+            web.put("/devices/{name}/registry", self.put_registry),
+            web.delete("/devices/{name}/registry", self.delete_registry),
+            web.get("/devices/{name}/faults", self.get_faults),
+            web.patch("/devices/{name}/faults", self.patch_faults),
+            web.delete("/devices/{name}/faults", self.delete_faults),
+        ]
+        app.add_routes(routes)
+        return app
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self._app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the ephemeral port chosen
+        self.url = f"http://{self._host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # handlers ------------------------------------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "devices": len(self.devices)})
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        return web.json_response([device_summary(d) for d in self.devices.values()])
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        return web.json_response(device_state(self._device(request)))
+
+    async def put_user(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        body = await request.json()
+        if body is None:
+            log_user_off(device)
+        else:
+            apply_user(device, body, replace=True)
+        return web.json_response(device_state(device)["interactive_user"])
+
+    async def patch_user(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        apply_user(device, await request.json(), replace=False)
+        return web.json_response(device_state(device)["interactive_user"])
+
+    async def delete_user(self, request: web.Request) -> web.Response:
+        log_user_off(self._device(request))
+        return web.json_response(None)
+
+    async def put_agent(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        apply_agent(device, await request.json())
+        return web.json_response(device_state(device)["agent"])
+
+    async def patch_service(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        apply_service(device, await request.json())
+        return web.json_response(dataclasses.asdict(device.service))
+
+    async def advance_device_clock(self, request: web.Request) -> web.Response:
+        return web.json_response(advance_clock(self._device(request), await request.json()))
+
+    async def advance_all_clocks(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response([advance_clock(device, body) for device in self.devices.values()])
+
+    async def get_events(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        return web.json_response(events(device, request.query.get("log"), request.query.get("since")))
+
+    async def get_files(self, request: web.Request) -> web.Response:
+        path = request.query.get("path")
+        found = read_path(self._device(request), path)
+        if found is None:
+            return web.json_response({"error": f"Cannot find path '{path}' because it does not exist."}, status=404)
+        return web.json_response(found)
+
+    async def put_file(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        return web.json_response(write_file(device, request.query.get("path"), await request.read()))
+
+    async def delete_file(self, request: web.Request) -> web.Response:
+        path = request.query.get("path")
+        if not delete_path(self._device(request), path):
+            return web.json_response({"error": f"Cannot find path '{path}' because it does not exist."}, status=404)
+        return web.json_response({"deleted": path})
+
+    async def get_registry(self, request: web.Request) -> web.Response:
+        path = request.query.get("path")
+        found = read_registry(self._device(request), path)
+        if found is None:
+            return web.json_response({"error": f"Cannot find path '{path}' because it does not exist."}, status=404)
+        return web.json_response(found)
+
+    async def put_registry(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        body = await request.json()
+        write_registry(device, body)
+        return web.json_response(read_registry(device, body["path"]))
+
+    async def delete_registry(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        path, name = request.query.get("path"), request.query.get("name")
+        if not path:
+            raise BadRequest("the path query parameter is required")
+        with device.lock:
+            if name is None:
+                device.registry.delete_key(path)
+            else:
+                device.registry.delete_value(path, name)
+        return web.json_response({"deleted": {"path": path, "name": name}})
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(faults_state(self._device(request)))
+
+    async def patch_faults(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        if apply_faults(device, await request.json()):
+            await self._refresh(device)
+        return web.json_response(faults_state(device))
+
+    async def delete_faults(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        if clear_faults(device):
+            await self._refresh(device)
+        return web.json_response(faults_state(device))
+
+
+# The client --------------------------------------------------------------------------------------------------------
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class ControlClient:
+    """A small synchronous client for the control surface (standard library only, so any test can use it)."""
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_manifest(cls, path: pathlib.Path | str) -> "ControlClient":
+        document = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+        return cls(document["control"]["url"], document["control"]["token"])
+
+    def request(self, method: str, path: str, body: t.Any = None, query: dict[str, str] | None = None,
+                raw: bytes | None = None) -> t.Any:
+        url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if raw is not None:
+            data, headers["Content-Type"] = raw, "application/octet-stream"
+        elif body is not None or method in ("PUT", "PATCH", "POST"):
+            data, headers["Content-Type"] = json.dumps(body).encode("utf-8"), "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            text = error.read().decode("utf-8", errors="replace")
+            try:
+                text = json.loads(text).get("error", text)
+            except (ValueError, AttributeError):
+                pass
+            raise ControlError(error.code, text) from None
+
+    @staticmethod
+    def _name(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    # devices
+    def health(self) -> dict[str, t.Any]:
+        return self.request("GET", "/health")
+
+    def devices(self) -> list[dict[str, t.Any]]:
+        return self.request("GET", "/devices")
+
+    def device(self, name: str) -> dict[str, t.Any]:
+        return self.request("GET", f"/devices/{self._name(name)}")
+
+    # the person at the device
+    def log_user_on(self, name: str, user: str, consent: str = "accept", answer_after_seconds: float = 1.0,
+                    session_id: int = 1) -> dict[str, t.Any]:
+        return self.request("PUT", f"/devices/{self._name(name)}/interactive-user",
+                            {"name": user, "consent": consent, "answer_after_seconds": answer_after_seconds,
+                             "session_id": session_id})
+
+    def set_consent(self, name: str, consent: str, answer_after_seconds: float | None = None) -> dict[str, t.Any]:
+        body: dict[str, t.Any] = {"consent": consent}
+        if answer_after_seconds is not None:
+            body["answer_after_seconds"] = answer_after_seconds
+        return self.request("PATCH", f"/devices/{self._name(name)}/interactive-user", body)
+
+    def log_user_off(self, name: str) -> None:
+        self.request("DELETE", f"/devices/{self._name(name)}/interactive-user")
+
+    # agent, service, clock
+    def set_agent(self, name: str, running: bool | None = None, interval_seconds: int | None = None
+                  ) -> dict[str, t.Any]:
+        body = {k: v for k, v in (("running", running), ("interval_seconds", interval_seconds)) if v is not None}
+        return self.request("PUT", f"/devices/{self._name(name)}/agent", body)
+
+    def update_service(self, name: str, **settings: t.Any) -> dict[str, t.Any]:
+        return self.request("PATCH", f"/devices/{self._name(name)}/service", settings)
+
+    def advance_clock(self, name: str, seconds: float) -> dict[str, t.Any]:
+        return self.request("POST", f"/devices/{self._name(name)}/clock/advance", {"seconds": seconds})
+
+    def advance_all_clocks(self, seconds: float) -> list[dict[str, t.Any]]:
+        return self.request("POST", "/clock/advance", {"seconds": seconds})
+
+    # what happened on the device
+    def events(self, name: str, log: str | None = None, since: str | None = None) -> list[dict[str, t.Any]]:
+        query = {k: v for k, v in (("log", log), ("since", since)) if v is not None}
+        return self.request("GET", f"/devices/{self._name(name)}/events", query=query or None)
+
+    def list_files(self, name: str, path: str) -> list[dict[str, t.Any]]:
+        found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})
+        if found["type"] != "directory":
+            raise ControlError(400, f"{path} is a file")
+        return found["entries"]
+
+    def read_file(self, name: str, path: str) -> bytes:
+        found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})
+        if found["type"] != "file":
+            raise ControlError(400, f"{path} is a directory")
+        return base64.b64decode(found["content_base64"])
+
+    def write_file(self, name: str, path: str, data: bytes) -> dict[str, t.Any]:
+        return self.request("PUT", f"/devices/{self._name(name)}/files", query={"path": path}, raw=data)
+
+    def delete_file(self, name: str, path: str) -> None:
+        self.request("DELETE", f"/devices/{self._name(name)}/files", query={"path": path})
+
+    def registry(self, name: str, path: str) -> dict[str, t.Any]:
+        return self.request("GET", f"/devices/{self._name(name)}/registry", query={"path": path})
+
+    def set_registry_value(self, name: str, path: str, value_name: str, value: t.Any) -> dict[str, t.Any]:
+        if isinstance(value, bytes):
+            value = {"base64": base64.b64encode(value).decode("ascii")}
+        return self.request("PUT", f"/devices/{self._name(name)}/registry",
+                            {"path": path, "name": value_name, "value": value})
+
+    def delete_registry(self, name: str, path: str, value_name: str | None = None) -> None:
+        query = {"path": path} if value_name is None else {"path": path, "name": value_name}
+        self.request("DELETE", f"/devices/{self._name(name)}/registry", query=query)
+
+    # faults
+    def faults(self, name: str) -> dict[str, t.Any]:
+        return self.request("GET", f"/devices/{self._name(name)}/faults")
+
+    def set_faults(self, name: str, **faults: t.Any) -> dict[str, t.Any]:
+        return self.request("PATCH", f"/devices/{self._name(name)}/faults", faults)
+
+    def clear_faults(self, name: str) -> dict[str, t.Any]:
+        return self.request("DELETE", f"/devices/{self._name(name)}/faults")
+

@@ -9,7 +9,6 @@ Plain Python, no Ansible runtime: the action plugins resolve settings from inven
 from __future__ import annotations
 
 import dataclasses
-import json
 import socket
 import ssl
 import typing as t

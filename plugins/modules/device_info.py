@@ -16,7 +16,7 @@ description:
   - Does not fail on an idle or unreachable device unless O(require_active=true), so one task can survey a fleet.
   - Runs on the controller (action plugin); read-only, so check mode runs it for real.
 author:
-  - remote_support.windows contributors
+  - Remote support maintainers (@remote-support)
 options:
   idle_after:
     description:
@@ -38,6 +38,7 @@ attributes:
     support: none
     description: Nothing changes, so there is nothing to diff.
   platform:
+    support: full
     platforms: windows
     description: Targets Windows devices over WinRM; runs on the controller.
 seealso:

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 
@@ -58,7 +57,7 @@ def test_the_checker_catches_powershell_7_syntax():
     samples = ["$a = $b ?? 'x'", "git pull && git push", "$x?.Name", "$v = $c ? 1 : 2",
                "1..3 | ForEach-Object -Parallel { $_ }"]
     for sample in samples:
-        assert any(pattern.search(sample) for pattern, _ in PS7_ONLY), sample
+        assert any(pattern.search(sample) for pattern, _what in PS7_ONLY), sample
 
 
 @pytest.mark.parametrize("path", [p for p in SCRIPTS if not p.endswith("bootstrap.ps1")], ids=os.path.basename)

@@ -183,7 +183,7 @@ def test_untrusted_certificate_is_tls(tmp_path):
     port = server.getsockname()[1]
 
     def serve_one_handshake():
-        conn, _ = server.accept()
+        conn, _address = server.accept()
         try:
             context.wrap_socket(conn, server_side=True)
         except (ssl.SSLError, OSError):
@@ -278,8 +278,8 @@ def test_script_and_input_travel_as_stdin_data_in_chunks_within_one_shell():
     assert [c[0] for c in protocol.calls].count("open_shell") == 1
     assert protocol.calls[-1] == ("close_shell",)
     sends = [c for c in protocol.calls if c[0] == "send"]
-    assert all(size <= STDIN_CHUNK_BYTES for _, size, _ in sends)
-    assert [end for *_, end in sends].count(True) == 2  # each command's stdin is closed once
+    assert all(size <= STDIN_CHUNK_BYTES for _name, size, _end in sends)
+    assert [send[2] for send in sends].count(True) == 2  # each command's stdin is closed once
     run = next(c for c in protocol.calls if c[0] == "run_command")
     assert run[1] == "powershell.exe" and run[3] is True
     assert hostile not in " ".join(run[2])  # user text never reaches the command line

@@ -198,6 +198,30 @@ def apply_faults(device: Device, body: t.Any) -> bool:
         return device.faults.refuse_connections != refuse_before
 
 
+def set_password(device: Device, user: str, body: t.Any) -> None:
+    """Sets (or creates) an account's password on the device: the way to make an inventory's password wrong."""
+    body = _require_object(body)
+    _check_fields(body, ("password",))
+    password = body.get("password")
+    if not isinstance(password, str) or not password or ":" in password or "\n" in password:
+        raise BadRequest("password must be a non-empty string without ':' or line breaks")
+    with device.lock:
+        device.accounts[_account_key(device, user) or user] = password
+
+
+def remove_account(device: Device, user: str) -> bool:
+    with device.lock:
+        key = _account_key(device, user)
+        if key is None:
+            return False
+        del device.accounts[key]
+        return True
+
+
+def _account_key(device: Device, user: str) -> str | None:
+    return next((key for key in device.accounts if key.lower() == user.lower()), None)
+
+
 def clear_faults(device: Device) -> bool:
     with device.lock:
         refuse_before = device.faults.refuse_connections
@@ -372,6 +396,8 @@ class ControlSurface:
             web.get("/devices/{name}/registry", self.get_registry),
             web.put("/devices/{name}/registry", self.put_registry),
             web.delete("/devices/{name}/registry", self.delete_registry),
+            web.put("/devices/{name}/accounts/{user}", self.put_account),
+            web.delete("/devices/{name}/accounts/{user}", self.delete_account),
             web.get("/devices/{name}/faults", self.get_faults),
             web.patch("/devices/{name}/faults", self.patch_faults),
             web.delete("/devices/{name}/faults", self.delete_faults),
@@ -483,6 +509,18 @@ class ControlSurface:
             else:
                 device.registry.delete_value(path, name)
         return web.json_response({"deleted": {"path": path, "name": name}})
+
+    async def put_account(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        set_password(device, request.match_info["user"], await request.json())
+        return web.json_response({"accounts": sorted(device.accounts)})
+
+    async def delete_account(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        user = request.match_info["user"]
+        if not remove_account(device, user):
+            return web.json_response({"error": f"no account {user} on {device.name}"}, status=404)
+        return web.json_response({"accounts": sorted(device.accounts)})
 
     async def get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(faults_state(self._device(request)))
@@ -622,6 +660,14 @@ class ControlClient:
     def delete_registry(self, name: str, path: str, value_name: str | None = None) -> None:
         query = {"path": path} if value_name is None else {"path": path, "name": value_name}
         self.request("DELETE", f"/devices/{self._name(name)}/registry", query=query)
+
+    # accounts
+    def set_password(self, name: str, user: str, password: str) -> dict[str, t.Any]:
+        return self.request("PUT", f"/devices/{self._name(name)}/accounts/{self._name(user)}",
+                            {"password": password})
+
+    def remove_account(self, name: str, user: str) -> dict[str, t.Any]:
+        return self.request("DELETE", f"/devices/{self._name(name)}/accounts/{self._name(user)}")
 
     # faults
     def faults(self, name: str) -> dict[str, t.Any]:

@@ -1,14 +1,14 @@
-"""A running lab: a fleet's listeners, its CA and accounts, the control surface, the inventory and the manifest.
+"""A running lab: a fleet's listeners, its CA, the control surface, the inventory and the manifest.
 
 `RunningLab` puts the pieces together in the order the promise "the files exist only while every device listens"
-needs: secrets and certificates first, then every listener, then the control surface, and only then the inventory
-and the manifest; on the way down the files go first.
+needs: certificates first, then every listener, then the control surface, and only then the inventory and the
+manifest; on the way down the files go first. (Accounts need no file of ours: the server's NTLM acceptor writes
+the hashes of each device's `accounts` where pyspnego looks for them.)
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pathlib
 
 from . import outputs
@@ -19,8 +19,6 @@ from .server import LabServer
 
 log = logging.getLogger(__name__)
 
-ACCOUNTS_FILE_ENV = "NTLM_USER_FILE"  # where pyspnego's NTLM acceptor looks up the accounts
-
 
 class RunningLab:
     def __init__(self, fleet: Fleet, inventory_path: pathlib.Path | str | None = None,
@@ -28,7 +26,6 @@ class RunningLab:
         self.fleet = fleet
         self.inventory_path = pathlib.Path(inventory_path).absolute() if inventory_path else None
         self.manifest_path = pathlib.Path(manifest_path).absolute() if manifest_path else None
-        self.accounts_path = fleet.work_dir / "accounts"
         self.ca: CertificateAuthority | None = None
         self.server: LabServer | None = None
         self.control: ControlSurface | None = None
@@ -43,8 +40,6 @@ class RunningLab:
         self._remove_outputs()
         self.fleet.work_dir.mkdir(parents=True, exist_ok=True)
         prepare_file_systems(self.fleet)
-        self.fleet.write_accounts_file(self.accounts_path)
-        os.environ[ACCOUNTS_FILE_ENV] = str(self.accounts_path)
         self.ca = CertificateAuthority.create(self.fleet.work_dir / "pki")
         self.server = LabServer(self.fleet.devices, self.ca)
         try:
@@ -68,8 +63,6 @@ class RunningLab:
         if self.server is not None:
             await self.server.stop()
             self.server = None
-        # The accounts file holds the lab's passwords; nothing needs it once the listeners are gone.
-        self.accounts_path.unlink(missing_ok=True)
 
     def _remove_outputs(self) -> None:
         for path in (self.inventory_path, self.manifest_path):

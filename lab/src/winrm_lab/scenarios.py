@@ -339,7 +339,8 @@ class Fleet:
     scenario: str
     seed: int | str
     devices: list[Device]
-    # Accounts the devices accept (user -> password); the lab's NTLM acceptor reads them from the accounts file.
+    # The account every device accepts (user -> password). Each device holds its own copy in Device.accounts,
+    # which the lab's Basic and NTLM authentication check, so one device's password can change alone.
     accounts: dict[str, str]
     connections: dict[str, Connection]  # device name -> how the inventory reaches it
     work_dir: pathlib.Path
@@ -349,15 +350,6 @@ class Fleet:
             if device.name.lower() == name.lower():
                 return device
         raise KeyError(name)
-
-    def write_accounts_file(self, path: pathlib.Path) -> pathlib.Path:
-        """The NTLM_USER_FILE pyspnego's acceptor reads (DOMAIN:USER:PASSWORD per line), mode 0600."""
-        lines = "".join(f":{user}:{password}\n" for user, password in sorted(self.accounts.items()))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        path.write_text(lines, encoding="utf-8")
-        return path
 
 
 def _password() -> str:

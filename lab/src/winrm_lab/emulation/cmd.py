@@ -1,0 +1,845 @@
+"""cmd.exe and the few console tools a WinRS client reaches through it.
+
+WinRS starts `cmd.exe /c <Command> <Arguments>` unless WINRS_SKIP_CMD_SHELL is set, in which case it starts the
+executable itself. `cmd_program` and `direct_program` return the emulated program for each case.
+
+The interpreter does what a one-line `cmd /c` does: `%VAR%` expansion once for the whole line (so
+`set X=1 & echo %X%` shows the old value, as on Windows), `&`, `&&`, `||` and `|`, redirection to files and `nul`,
+and the built-ins `echo`, `set`, `exit`, `type`, `ver`, `cd`, `rem`. The tools are `hostname`, `whoami`, `ping`,
+`timeout`, `more`, `findstr`, `cmd` itself and `powershell` (emulated in powershell.py). Anything else fails as
+Windows fails: "'X' is not recognized as an internal or external command, operable program or batch file."
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ntpath
+import re
+import typing as t
+
+from ..process import Program, ProcessIO
+
+NOT_RECOGNIZED = "'{name}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+FILE_NOT_FOUND = "The system cannot find the file specified.\r\n"
+PATH_NOT_FOUND = "The system cannot find the path specified.\r\n"
+# Under WinRS stdin is a pipe, and timeout.exe refuses to run without a console (ansible/ansible#42947,
+# redcanaryco/atomic-red-team#1865: scripts switch to `ping -n` for that reason).
+TIMEOUT_REDIRECTED = "ERROR: Input redirection is not supported, exiting the process immediately.\r\n"
+
+BUILTINS = ("echo", "set", "exit", "type", "ver", "cd", "chdir", "rem", "cls")
+EXIT_NOT_RECOGNIZED = 9009  # %ERRORLEVEL% after an unknown command; cmd /c itself then exits with 1
+
+
+class ExecutableNotFound(FileNotFoundError):
+    """WINRS_SKIP_CMD_SHELL with an executable CreateProcess cannot find (ERROR_FILE_NOT_FOUND)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("The system cannot find the file specified. ")
+        self.name = name
+
+
+# Entry points ----------------------------------------------------------------------------------------------------
+
+def cmd_program(command: str, arguments: list[str]) -> Program:
+    """`cmd.exe /c <command> <arguments...>`, as WinRS runs a command by default."""
+    line = " ".join([command, *arguments])
+
+    async def cmd(io: ProcessIO) -> int:
+        return await Interpreter(io).run_slash_c(line)
+
+    return cmd
+
+
+def direct_program(command: str, arguments: list[str]) -> Program:
+    """The executable started without cmd.exe (WINRS_SKIP_CMD_SHELL). Raises ExecutableNotFound at once, as
+    CreateProcess fails before anything runs."""
+    tool = _resolve_executable(command)
+    if tool is None:
+        raise ExecutableNotFound(command)
+    args_text = " ".join(arguments)
+
+    async def program(io: ProcessIO) -> int:
+        interpreter = Interpreter(io)
+        return await interpreter.run_tool(tool, args_text, interpreter.console())
+
+    return program
+
+
+# Streams ---------------------------------------------------------------------------------------------------------
+
+class Output:
+    """Where a command writes: the process stream, a pipe buffer, a file or nul."""
+
+    def __init__(self, write: t.Callable[[bytes], t.Awaitable[None]]) -> None:
+        self._write = write
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            await self._write(data)
+
+
+@dataclasses.dataclass
+class Streams:
+    stdout: Output
+    stderr: Output
+    read_stdin: t.Callable[[], t.Awaitable[bytes]]
+
+
+def _buffer_output(buffer: bytearray) -> Output:
+    async def write(data: bytes) -> None:
+        buffer.extend(data)
+
+    return Output(write)
+
+
+async def _discard(data: bytes) -> None:
+    return None
+
+
+async def _no_input() -> bytes:
+    return b""
+
+
+# Parsing ---------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Redirection:
+    stream: int  # 0 stdin, 1 stdout, 2 stderr
+    mode: str  # ">" | ">>" | "<" | "dup"
+    target: str  # file name, or "1"/"2" for dup
+
+
+@dataclasses.dataclass
+class SimpleCommand:
+    text: str  # command text without redirections
+    redirections: list[Redirection]
+
+
+def _split_unquoted(line: str) -> list[tuple[str | None, str]]:
+    """Splits a line at unquoted &, &&, || into (operator before, text) pairs; ^ escapes one character."""
+    parts: list[tuple[str | None, str]] = []
+    current: list[str] = []
+    operator: str | None = None
+    in_quotes = False
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char == '"':
+            in_quotes = not in_quotes
+            current.append(char)
+        elif char == "^" and not in_quotes and i + 1 < len(line):
+            current.append(line[i:i + 2])
+            i += 1
+        elif not in_quotes and char == "&" and not _follows_redirect(current):
+            parts.append((operator, "".join(current)))
+            current = []
+            operator = "&&" if line[i + 1:i + 2] == "&" else "&"
+            i += len(operator) - 1
+        elif not in_quotes and char == "|" and line[i + 1:i + 2] == "|":
+            parts.append((operator, "".join(current)))
+            current = []
+            operator = "||"
+            i += 1
+        else:
+            current.append(char)
+        i += 1
+    parts.append((operator, "".join(current)))
+    return parts
+
+
+def _follows_redirect(current: list[str]) -> bool:
+    """`2>&1`: the & belongs to the redirection, not a command separator."""
+    text = "".join(current)
+    return text.endswith(">")
+
+
+def _split_pipes(text: str) -> list[str]:
+    pieces, current, in_quotes, i = [], [], False, 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            in_quotes = not in_quotes
+        if char == "^" and not in_quotes and i + 1 < len(text):
+            current.append(text[i:i + 2])
+            i += 2
+            continue
+        if char == "|" and not in_quotes:
+            pieces.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    pieces.append("".join(current))
+    return pieces
+
+
+_REDIRECT = re.compile(r'(?P<fd>[012])?(?P<op>>>|>|<)(?:&(?P<dup>[012])|\s*(?P<target>"[^"]*"|[^\s&|<>]+))')
+
+
+def _parse_simple(text: str) -> SimpleCommand:
+    redirections: list[Redirection] = []
+    kept: list[str] = []
+    position = 0
+    in_quotes = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            in_quotes = not in_quotes
+        elif char == "^" and not in_quotes:
+            i += 2
+            continue
+        elif not in_quotes and char in "<>012":
+            match = _REDIRECT.match(text, i)
+            if match and (char in "<>" or match.group("fd")) and (char not in "012" or _at_word_start(text, i)):
+                kept.append(text[position:i])
+                default_fd = 0 if match.group("op") == "<" else 1
+                fd = int(match.group("fd")) if match.group("fd") else default_fd
+                if match.group("dup"):
+                    redirections.append(Redirection(fd, "dup", match.group("dup")))
+                else:
+                    redirections.append(Redirection(fd, match.group("op"), match.group("target").strip('"')))
+                position = i = match.end()
+                continue
+        i += 1
+    kept.append(text[position:])
+    return SimpleCommand("".join(kept), redirections)
+
+
+def _at_word_start(text: str, index: int) -> bool:
+    return index == 0 or text[index - 1] in " \t"
+
+
+def _unescape(text: str) -> str:
+    """Removes cmd's ^ escapes outside quotes."""
+    out, in_quotes, i = [], False, 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            in_quotes = not in_quotes
+        if char == "^" and not in_quotes and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def split_argv(command_line: str) -> list[str]:
+    """CommandLineToArgvW's rules: whitespace separates, quotes group, 2n backslashes + quote -> n and a quote
+    toggle, 2n+1 backslashes + quote -> n and a literal quote, "" inside quotes -> a literal quote."""
+    args: list[str] = []
+    current: list[str] = []
+    in_quotes = False
+    have_arg = False
+    i, n = 0, len(command_line)
+    while i < n:
+        char = command_line[i]
+        if char == "\\":
+            j = i
+            while j < n and command_line[j] == "\\":
+                j += 1
+            count = j - i
+            if j < n and command_line[j] == '"':
+                current.append("\\" * (count // 2))
+                if count % 2:
+                    current.append('"')
+                    i = j + 1
+                else:
+                    i = j
+                have_arg = True
+                continue
+            current.append("\\" * count)
+            have_arg = True
+            i = j
+            continue
+        if char == '"':
+            if in_quotes and i + 1 < n and command_line[i + 1] == '"':
+                current.append('"')
+                i += 2
+                have_arg = True
+                continue
+            in_quotes = not in_quotes
+            have_arg = True
+        elif char in " \t" and not in_quotes:
+            if have_arg:
+                args.append("".join(current))
+                current, have_arg = [], False
+        else:
+            current.append(char)
+            have_arg = True
+        i += 1
+    if have_arg:
+        args.append("".join(current))
+    return args
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """The command name (quotes kept) and the rest of the text, as cmd splits them."""
+    text = text.lstrip(" \t@")
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        end = len(text) if end < 0 else end + 1
+        return text[:end], text[end:]
+    match = re.match(r'[^\s/=,;+(]+', text)
+    if not match:
+        return text[:1], text[1:]
+    name = match.group(0)
+    # echo. echo: echo\ are echo with a separator character
+    if name.lower().startswith("echo") and len(name) > 4 and name[4] in ".:\\[]+":
+        return name[:4], name[4:] + text[len(name):]
+    return name, text[len(name):]
+
+
+def _tool_key(name: str) -> str:
+    """hostname, HOSTNAME.EXE, C:\\Windows\\System32\\hostname.exe -> hostname."""
+    base = ntpath.basename(name.strip('"')).lower()
+    for extension in (".exe", ".com"):
+        if base.endswith(extension):
+            return base[:-len(extension)]
+    return base
+
+
+def _resolve_executable(command: str) -> str | None:
+    name = command.strip().strip('"')
+    key = _tool_key(name)
+    if key not in TOOLS:
+        return None
+    if key == "powershell" and _load_powershell() is None:
+        return None
+    # A directory other than the system ones is not where Windows keeps these tools.
+    directory = ntpath.dirname(name).lower().rstrip("\\")
+    if directory and directory not in (r"c:\windows\system32", r"c:\windows",
+                                       r"c:\windows\system32\windowspowershell\v1.0"):
+        return None
+    return key
+
+
+def _load_powershell() -> t.Callable[[list[str]], Program] | None:
+    try:
+        from .powershell import powershell_program
+    except ImportError:
+        return None
+    return powershell_program
+
+
+# The interpreter -------------------------------------------------------------------------------------------------
+
+class Interpreter:
+    """One cmd.exe: its environment (shared with the shell's copy for this command), directory and ERRORLEVEL."""
+
+    def __init__(self, io: ProcessIO, environment: dict[str, str] | None = None,
+                 directory: str | None = None) -> None:
+        self.io = io
+        self.environment = environment if environment is not None else io.environment
+        self.directory = directory or io.working_directory or self.get("USERPROFILE") or "C:\\"
+        self.errorlevel = 0
+        self.exit_requested: int | None = None
+        self.last_not_recognized = False
+
+    # environment ----------------------------------------------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        for key, value in self.environment.items():
+            if key.lower() == name.lower():
+                return value
+        dynamic = {"errorlevel": str(self.errorlevel), "cd": self.directory}
+        return dynamic.get(name.lower())
+
+    def set(self, name: str, value: str | None) -> None:
+        for key in list(self.environment):
+            if key.lower() == name.lower():
+                del self.environment[key]
+        if value:
+            self.environment[name] = value
+
+    def expand(self, line: str) -> str:
+        """%VAR% expansion as on the command line: an undefined variable stays as written."""
+        def replace(match: re.Match[str]) -> str:
+            value = self.get(match.group(1))
+            return value if value is not None else match.group(0)
+
+        return re.sub(r"%([^%\s=][^%=]*)%", replace, line)
+
+    def encode(self, text: str) -> bytes:
+        return text.encode(self.io.encoding, errors="replace")
+
+    def console(self) -> Streams:
+        return Streams(Output(self.io.write_stdout), Output(self.io.write_stderr), self.io.read_stdin)
+
+    # running --------------------------------------------------------------------------------------------------
+    async def run_slash_c(self, line: str) -> int:
+        code = await self.run_line(_strip_slash_c_quotes(line))
+        return 1 if self.last_not_recognized and code == EXIT_NOT_RECOGNIZED else code
+
+    async def run_line(self, line: str, streams: Streams | None = None) -> int:
+        streams = streams or self.console()
+        for operator, text in _split_unquoted(self.expand(line)):
+            if self.exit_requested is not None:
+                break
+            if operator == "&&" and self.errorlevel != 0:
+                continue
+            if operator == "||" and self.errorlevel == 0:
+                continue
+            if not text.strip():
+                continue
+            self.errorlevel = await self._run_pipeline(text, streams)
+        return self.exit_requested if self.exit_requested is not None else self.errorlevel
+
+    async def _run_pipeline(self, text: str, streams: Streams) -> int:
+        stages = _split_pipes(text)
+        piped_input: bytes | None = None
+        code = 0
+        for index, stage in enumerate(stages):
+            last = index == len(stages) - 1
+            buffer = bytearray()
+            stage_streams = Streams(
+                stdout=streams.stdout if last else _buffer_output(buffer),
+                stderr=streams.stderr,
+                read_stdin=streams.read_stdin if piped_input is None else _constant(piped_input),
+            )
+            code = await self._run_simple(_parse_simple(stage), stage_streams)
+            piped_input = bytes(buffer)
+            if self.exit_requested is not None:
+                break
+        return code
+
+    async def _run_simple(self, command: SimpleCommand, streams: Streams) -> int:
+        try:
+            streams = self._redirect(command.redirections, streams)
+        except OSError:
+            await streams.stderr.write(self.encode(PATH_NOT_FOUND))
+            return 1
+        name, rest = _first_word(command.text)
+        if not name.strip():
+            return self.errorlevel
+        self.last_not_recognized = False
+        key = name.strip('"').lower()
+        if key in BUILTINS and '"' not in name:
+            return await getattr(self, f"_builtin_{'cd' if key == 'chdir' else key}")(rest, streams)
+        tool = _resolve_executable(name)
+        if tool is None:
+            await streams.stderr.write(self.encode(NOT_RECOGNIZED.format(name=name.strip('"'))))
+            self.last_not_recognized = True
+            return EXIT_NOT_RECOGNIZED
+        return await self.run_tool(tool, _unescape(rest), streams)
+
+    def _redirect(self, redirections: list[Redirection], streams: Streams) -> Streams:
+        stdout, stderr, read_stdin = streams.stdout, streams.stderr, streams.read_stdin
+        for redirection in redirections:
+            if redirection.mode == "dup":
+                source = stdout if redirection.target == "1" else stderr
+                if redirection.stream == 2:
+                    stderr = source
+                else:
+                    stdout = source
+                continue
+            if redirection.mode == "<":
+                path = self.host_path(redirection.target)
+                if path is None or not path.is_file():
+                    raise OSError(redirection.target)
+                read_stdin = _constant(path.read_bytes())
+                continue
+            output = self._file_output(redirection.target, append=redirection.mode == ">>")
+            if redirection.stream == 2:
+                stderr = output
+            else:
+                stdout = output
+        return Streams(stdout, stderr, read_stdin)
+
+    def _file_output(self, target: str, append: bool) -> Output:
+        if target.lower() in ("nul", "nul:"):
+            return Output(_discard)
+        path = self.host_path(target)
+        if path is None or not path.parent.is_dir():
+            raise OSError(target)
+        if not append:
+            path.write_bytes(b"")
+
+        async def write(data: bytes) -> None:
+            with path.open("ab") as handle:
+                handle.write(data)
+
+        return Output(write)
+
+    def host_path(self, windows_path: str) -> t.Any:
+        """Where the lab keeps a (possibly relative) Windows path of this device; None when it cannot exist."""
+        windows_path = windows_path.strip().strip('"')
+        if not windows_path:
+            return None
+        if not re.match(r"^[A-Za-z]:[\\/]", windows_path):
+            windows_path = ntpath.join(self.directory, windows_path)
+        try:
+            return self.io.device.windows_path(ntpath.normpath(windows_path))
+        except (ValueError, AttributeError):
+            return None
+
+    # built-ins ------------------------------------------------------------------------------------------------
+    async def _builtin_echo(self, rest: str, streams: Streams) -> int:
+        text = _unescape(rest)
+        if not text.strip():
+            if text[:1] in (".", ":", "\\", "[", "]", "+"):
+                await streams.stdout.write(b"\r\n")
+            else:
+                await streams.stdout.write(self.encode("ECHO is on.\r\n"))
+            return 0
+        if text.strip().lower() in ("on", "off"):
+            return 0
+        await streams.stdout.write(self.encode(text[1:] + "\r\n"))
+        return 0
+
+    async def _builtin_set(self, rest: str, streams: Streams) -> int:
+        text = _unescape(rest).strip()
+        if text.lower().startswith("/a"):
+            return await self._set_arithmetic(text[2:].strip(), streams)
+        if text.lower().startswith("/p"):
+            name, _, prompt = text[2:].strip().partition("=")
+            await streams.stdout.write(self.encode(prompt))
+            line = (await streams.read_stdin()).decode(self.io.encoding, errors="replace").splitlines()
+            if line:
+                self.set(name.strip(), line[0])
+            return 0 if line else 1
+        if text.startswith('"') and text.endswith('"'):
+            text = text[1:-1]
+        if not text:
+            listing = sorted(self.environment.items(), key=lambda item: item[0].lower())
+            await streams.stdout.write(self.encode("".join(f"{k}={v}\r\n" for k, v in listing)))
+            return 0
+        if "=" not in text:
+            matches = sorted((k, v) for k, v in self.environment.items() if k.lower().startswith(text.lower()))
+            if not matches:
+                await streams.stderr.write(self.encode(f"Environment variable {text} not defined\r\n"))
+                return 1
+            await streams.stdout.write(self.encode("".join(f"{k}={v}\r\n" for k, v in matches)))
+            return 0
+        name, _, value = text.partition("=")
+        if not name:
+            await streams.stderr.write(self.encode("The syntax of the command is incorrect.\r\n"))
+            return 1
+        self.set(name, value)
+        return 0
+
+    async def _set_arithmetic(self, expression: str, streams: Streams) -> int:
+        expression = expression.strip('"')
+        assignment = re.match(r"^\s*([A-Za-z_][\w]*)\s*=(.*)$", expression)
+        target, expression = (assignment.group(1), assignment.group(2)) if assignment else (None, expression)
+
+        def variable(match: re.Match[str]) -> str:
+            value = self.get(match.group(0)) or "0"
+            return str(int(value)) if re.fullmatch(r"-?\d+", value.strip()) else "0"
+
+        resolved = re.sub(r"[A-Za-z_]\w*", variable, expression)
+        if not re.fullmatch(r"[\d\s+\-*/%()]*", resolved) or not resolved.strip():
+            await streams.stderr.write(self.encode("Missing operand.\r\n"))
+            return 1
+        try:
+            value = int(eval(resolved.replace("/", "//"), {"__builtins__": {}}, {}))  # digits and operators only
+        except (SyntaxError, ZeroDivisionError):
+            await streams.stderr.write(self.encode("Divide by zero error.\r\n" if "/" in resolved
+                                                   else "Missing operand.\r\n"))
+            return 1
+        if target:
+            self.set(target, str(value))
+        await streams.stdout.write(self.encode(str(value)))  # no newline, as `cmd /c set /a` prints it
+        return 0
+
+    async def _builtin_exit(self, rest: str, streams: Streams) -> int:
+        words = rest.split()
+        if words and words[0].lower() == "/b":
+            words = words[1:]
+        code = self.errorlevel
+        if words:
+            match = re.match(r"^-?\d+", words[0])
+            code = int(match.group(0)) if match else 0
+        self.exit_requested = code
+        return code
+
+    async def _builtin_type(self, rest: str, streams: Streams) -> int:
+        names = split_argv(rest)
+        if not names:
+            await streams.stderr.write(self.encode("The syntax of the command is incorrect.\r\n"))
+            return 1
+        code = 0
+        for name in names:
+            path = self.host_path(name)
+            if path is None or not path.exists():
+                await streams.stderr.write(self.encode(FILE_NOT_FOUND))
+                code = 1
+                continue
+            if path.is_dir():
+                await streams.stderr.write(self.encode("Access is denied.\r\n"))
+                code = 1
+                continue
+            if len(names) > 1:
+                await streams.stderr.write(self.encode(f"\r\n{name}\r\n\r\n\r\n"))
+            await streams.stdout.write(path.read_bytes())
+        return code
+
+    async def _builtin_ver(self, rest: str, streams: Streams) -> int:
+        version = getattr(getattr(self.io.device, "hardware", None), "os_version", "10.0.19045")
+        await streams.stdout.write(self.encode(f"\r\nMicrosoft Windows [Version {version}]\r\n"))
+        return 0
+
+    async def _builtin_cd(self, rest: str, streams: Streams) -> int:
+        target = _unescape(rest).strip().strip('"')
+        if target.lower().startswith("/d"):
+            target = target[2:].strip().strip('"')
+        if not target:
+            await streams.stdout.write(self.encode(self.directory + "\r\n"))
+            return 0
+        if not re.match(r"^[A-Za-z]:[\\/]", target):
+            target = ntpath.join(self.directory, target)
+        target = ntpath.normpath(target)
+        path = self.host_path(target)
+        if path is None or not path.is_dir():
+            await streams.stderr.write(self.encode(PATH_NOT_FOUND))
+            return 1
+        self.directory = target
+        return 0
+
+    async def _builtin_rem(self, rest: str, streams: Streams) -> int:
+        return 0
+
+    async def _builtin_cls(self, rest: str, streams: Streams) -> int:
+        return 0
+
+    # tools ----------------------------------------------------------------------------------------------------
+    async def run_tool(self, tool: str, args: str, streams: Streams) -> int:
+        return await TOOLS[tool](self, args, streams)
+
+
+def _constant(data: bytes) -> t.Callable[[], t.Awaitable[bytes]]:
+    async def read() -> bytes:
+        return data
+
+    return read
+
+
+def _strip_slash_c_quotes(line: str) -> str:
+    """cmd /c's quote rule (cmd /?): the quotes around the line stay only when there are exactly two, nothing
+    special between them, whitespace inside, and they name an executable; otherwise the first and last quote go."""
+    stripped = line.lstrip()
+    if not stripped.startswith('"'):
+        return line
+    if stripped.count('"') == 2:
+        inner = stripped[1:stripped.index('"', 1)]
+        if not re.search(r'[&<>()@^|]', inner) and re.search(r"\s", inner) and _resolve_executable(inner):
+            return line
+    last = stripped.rfind('"')
+    return stripped[1:last] + stripped[last + 1:]
+
+
+async def _tool_hostname(interp: Interpreter, args: str, streams: Streams) -> int:
+    if args.strip():
+        await streams.stderr.write(interp.encode("sethostname: Use the Network Control Panel Applet to set hostname.\r\n"))
+        return 1
+    await streams.stdout.write(interp.encode(interp.io.device.name + "\r\n"))
+    return 0
+
+
+async def _tool_whoami(interp: Interpreter, args: str, streams: Streams) -> int:
+    words = split_argv(args)
+    domain = interp.get("USERDOMAIN") or interp.io.device.name
+    user = interp.get("USERNAME") or "user"
+    if words:
+        await streams.stderr.write(interp.encode(
+            f"ERROR: Invalid argument/option - '{words[0]}'.\r\nType \"WHOAMI /?\" for usage.\r\n"))
+        return 1
+    await streams.stdout.write(interp.encode(f"{domain}\\{user}".lower() + "\r\n"))
+    return 0
+
+
+async def _tool_ping(interp: Interpreter, args: str, streams: Streams) -> int:
+    words = split_argv(args)
+    count, target = 4, None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.lower() in ("-n", "/n") and i + 1 < len(words):
+            if not words[i + 1].isdigit() or int(words[i + 1]) < 1:
+                await streams.stderr.write(interp.encode(f"Bad value for option -n, valid range is from 1 to 4294967295.\r\n"))
+                return 1
+            count = int(words[i + 1])
+            i += 2
+            continue
+        if word.startswith(("-", "/")) and i + 1 < len(words) and word.lower() in ("-w", "/w", "-l", "/l", "-i", "/i"):
+            i += 2
+            continue
+        target = word
+        i += 1
+    if target is None:
+        await streams.stdout.write(interp.encode("\r\nUsage: ping [-t] [-a] [-n count] [-l size] [-f] [-i TTL] [-v TOS]\r\n"))
+        return 1
+    device = interp.io.device
+    loopback = target.lower() in ("localhost", device.name.lower(), getattr(device, "address", "")) \
+        or target.startswith("127.")
+    address = "127.0.0.1" if target.lower() in ("localhost", device.name.lower()) else target
+    if not loopback:
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", target):
+            await streams.stdout.write(interp.encode(f"\r\nPinging {target} with 32 bytes of data:\r\n"))
+            for index in range(count):
+                await asyncio.sleep(1)
+                await streams.stdout.write(interp.encode("Request timed out.\r\n"))
+            await streams.stdout.write(interp.encode(
+                f"\r\nPing statistics for {target}:\r\n    Packets: Sent = {count}, Received = 0, Lost = {count} "
+                "(100% loss),\r\n"))
+            return 1
+        await streams.stdout.write(interp.encode(
+            f"Ping request could not find host {target}. Please check the name and try again.\r\n"))
+        return 1
+    header = f"\r\nPinging {address} with 32 bytes of data:\r\n" if address == target \
+        else f"\r\nPinging {target} [{address}] with 32 bytes of data:\r\n"
+    await streams.stdout.write(interp.encode(header))
+    for index in range(count):
+        if index:
+            await asyncio.sleep(1)  # ping waits a second between echo requests: `ping -n N` sleeps N-1 seconds
+        await streams.stdout.write(interp.encode(f"Reply from {address}: bytes=32 time<1ms TTL=128\r\n"))
+    await streams.stdout.write(interp.encode(
+        f"\r\nPing statistics for {address}:\r\n"
+        f"    Packets: Sent = {count}, Received = {count}, Lost = 0 (0% loss),\r\n"
+        "Approximate round trip times in milli-seconds:\r\n"
+        "    Minimum = 0ms, Maximum = 0ms, Average = 0ms\r\n"))
+    return 0
+
+
+async def _tool_timeout(interp: Interpreter, args: str, streams: Streams) -> int:
+    await streams.stderr.write(interp.encode(TIMEOUT_REDIRECTED))
+    return 1
+
+
+async def _read_input_or_files(interp: Interpreter, files: list[str], streams: Streams) -> tuple[str | None, int]:
+    if not files:
+        return (await streams.read_stdin()).decode(interp.io.encoding, errors="replace"), 0
+    texts = []
+    for name in files:
+        path = interp.host_path(name)
+        if path is None or not path.is_file():
+            return None, 1
+        texts.append(path.read_bytes().decode(interp.io.encoding, errors="replace"))
+    return "".join(texts), 0
+
+
+async def _tool_more(interp: Interpreter, args: str, streams: Streams) -> int:
+    files = [w for w in split_argv(args) if not w.startswith("/")]
+    text, code = await _read_input_or_files(interp, files, streams)
+    if text is None:
+        await streams.stderr.write(interp.encode(f"Cannot access file {files[0]}\r\n"))
+        return 1
+    lines = text.splitlines()
+    await streams.stdout.write(interp.encode("".join(line + "\r\n" for line in lines)))
+    return 0
+
+
+async def _tool_findstr(interp: Interpreter, args: str, streams: Streams) -> int:
+    words = split_argv(args)
+    ignore_case = invert = False
+    literal: str | None = None
+    patterns: list[str] = []
+    files: list[str] = []
+    for word in words:
+        lower = word.lower()
+        if lower.startswith("/c:"):
+            literal = word[3:]
+        elif lower in ("/i",):
+            ignore_case = True
+        elif lower in ("/v",):
+            invert = True
+        elif lower.startswith("/") and len(word) <= 3:
+            continue  # /l /r /b /e /n and friends: the lab matches plain text
+        elif literal is None and not patterns:
+            patterns = word.split()
+        else:
+            files.append(word)
+    if literal is not None:
+        patterns = [literal]
+    if not patterns:
+        await streams.stderr.write(interp.encode("FINDSTR: Bad command line\r\n"))
+        return 2
+    text, code = await _read_input_or_files(interp, files, streams)
+    if text is None:
+        await streams.stderr.write(interp.encode(f"FINDSTR: Cannot open {files[0]}\r\n"))
+        return 1
+    found = []
+    for line in text.splitlines():
+        haystack = line.lower() if ignore_case else line
+        hit = any((p.lower() if ignore_case else p) in haystack for p in patterns)
+        if hit != invert:
+            found.append(line + "\r\n")
+    await streams.stdout.write(interp.encode("".join(found)))
+    return 0 if found else 1
+
+
+async def _tool_cmd(interp: Interpreter, args: str, streams: Streams) -> int:
+    match = re.match(r"^\s*((?:/[a-bd-jl-rt-z](?::\S*)?\s*)*)/([ck])\s?(.*)$", args, re.I | re.S)
+    child = Interpreter(interp.io, dict(interp.environment), interp.directory)
+    if match:
+        code = await child.run_line(_strip_slash_c_quotes(match.group(3)), streams)
+        return 1 if child.last_not_recognized and code == EXIT_NOT_RECOGNIZED else code
+    # cmd reading its commands from stdin: banner, then prompt + command for each line, as with a pipe for input.
+    version = getattr(getattr(interp.io.device, "hardware", None), "os_version", "10.0.19045")
+    await streams.stdout.write(interp.encode(
+        f"Microsoft Windows [Version {version}]\r\n(c) Microsoft Corporation. All rights reserved.\r\n\r\n"))
+    text = (await streams.read_stdin()).decode(interp.io.encoding, errors="replace")
+    code = 0
+    for line in text.splitlines():
+        await streams.stdout.write(interp.encode(f"{child.directory}>{line}\r\n"))
+        code = await child.run_line(line, streams)
+        if child.exit_requested is not None:
+            return child.exit_requested
+        await streams.stdout.write(b"\r\n")
+    await streams.stdout.write(interp.encode(f"{child.directory}>"))
+    return code
+
+
+async def _tool_powershell(interp: Interpreter, args: str, streams: Streams) -> int:
+    powershell_program = _load_powershell()
+    if powershell_program is None:  # resolved before, so this only happens if the module vanished
+        await streams.stderr.write(interp.encode(NOT_RECOGNIZED.format(name="powershell")))
+        return EXIT_NOT_RECOGNIZED
+    program = powershell_program(split_argv(args))
+    if _is_console(interp, streams):
+        return await program(interp.io)
+    return await program(_RedirectedIO(interp.io, streams))
+
+
+def _is_console(interp: Interpreter, streams: Streams) -> bool:
+    return getattr(streams.stdout._write, "__self__", None) is interp.io \
+        and getattr(streams.stderr._write, "__self__", None) is interp.io
+
+
+class _RedirectedIO:
+    """A ProcessIO whose output goes where cmd redirected it (a pipe, a file, nul)."""
+
+    def __init__(self, io: ProcessIO, streams: Streams) -> None:
+        self._io, self._streams = io, streams
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self._io, name)
+
+    async def write_stdout(self, data: str | bytes) -> None:
+        await self._streams.stdout.write(self._io._encode(data))
+
+    async def write_stderr(self, data: str | bytes) -> None:
+        await self._streams.stderr.write(self._io._encode(data))
+
+    async def read_stdin(self) -> bytes:
+        return await self._streams.read_stdin()
+
+    async def read_stdin_text(self) -> str:
+        data = await self.read_stdin()
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        return data.decode(self._io.encoding, errors="replace")
+
+
+TOOLS: dict[str, t.Callable[[Interpreter, str, Streams], t.Awaitable[int]]] = {
+    "hostname": _tool_hostname,
+    "whoami": _tool_whoami,
+    "ping": _tool_ping,
+    "timeout": _tool_timeout,
+    "more": _tool_more,
+    "findstr": _tool_findstr,
+    "cmd": _tool_cmd,
+    "powershell": _tool_powershell,
+}

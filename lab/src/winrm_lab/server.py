@@ -42,6 +42,12 @@ WSMAN_PATH = "/wsman"
 KEEPALIVE_SECONDS = 120
 IDLE_SWEEP_SECONDS = 5.0
 READ_CHUNK = 64 * 1024
+# HTTP.sys' own page for a URL nobody registered (WinRM registers only /wsman).
+NOT_FOUND_PAGE = (b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+                  b'<HTML><HEAD><TITLE>Not Found</TITLE>\r\n'
+                  b'<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+                  b"<BODY><h2>Not Found</h2>\r\n<hr><p>HTTP Error 404. The requested resource is not found.</p>\r\n"
+                  b"</BODY></HTML>\r\n")
 
 
 class _Connection(RequestHandler):
@@ -187,7 +193,7 @@ class LabServer:
         if faults.http_500:
             return _response(500)
         if request.path.rstrip("/").lower() != WSMAN_PATH:
-            return _response(404)
+            return _response(404, NOT_FOUND_PAGE, "text/html; charset=us-ascii")
         if request.method != "POST":
             return _response(405, headers=[("Allow", "POST")])
 
@@ -214,21 +220,22 @@ class LabServer:
         if not body:
             return _response(200, headers=result.headers)  # the empty POST clients send to set up NTLM
 
-        status, payload = await self._wsman(device, request, result.user or "", body)
+        status, payload = await self._wsman(device, scheme, request, result.user or "", body)
         if encrypted and result.sealing is not None and payload:
             payload, payload_type = auth.wrap_message(result.sealing, payload)
         else:
             payload_type = SOAP_CONTENT_TYPE
         return _response(status, payload, payload_type if payload else None, headers=result.headers)
 
-    async def _wsman(self, device: t.Any, request: web.BaseRequest, user: str, body: bytes) -> tuple[int, bytes]:
+    async def _wsman(self, device: t.Any, scheme: str, request: web.BaseRequest, user: str, body: bytes) -> tuple[int, bytes]:
         if len(body) > device.service.max_envelope_size_kb * 1024:
             return wsman.RequestTooLarge.http_status, b""
         relates_to = None
         try:
             parsed = wsman.parse_request(body)
             relates_to = parsed.message_id
-            endpoint = parsed.to or f"{request.scheme}://{request.host}{request.path}"
+            # The address the client really used (pywinrm writes a placeholder host into a:To).
+            endpoint = f"{scheme}://{request.host}{request.path}"
             caller = Caller(user=user, client_ip=request.remote or "", endpoint=endpoint)
             return 200, await self.winrs.handle(device, caller, parsed)
         except wsman.WSManFault as fault:

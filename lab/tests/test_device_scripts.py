@@ -227,3 +227,36 @@ def test_powershell_switches_are_matched_as_windows_matches_them():
     assert parse(["-Bogus"]).command == "-Bogus"  # 5.1: the first unknown switch starts the command text
     assert parse([]).read_commands_from_stdin
     assert parse(["-ExecutionPolicy"]).error
+
+
+# Over WinRM, as a client sees it ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def winrm_session(tmp_path_factory):
+    import winrm
+
+    from lab_fixtures import base_address, start_lab
+
+    lab = start_lab(tmp_path_factory.mktemp("scripts"), devices=1, scenario="healthy", base=base_address(31))
+    entry = lab.devices[0]
+    session = winrm.Session(entry["endpoint"]["url"], auth=(entry["credentials"]["username"],
+                                                            entry["credentials"]["password"]),
+                            transport="ntlm", server_cert_validation="validate", ca_trust_path=lab.manifest["ca_file"],
+                            message_encryption=entry["message_encryption"])
+    yield session
+    lab.stop()
+
+
+def test_an_unknown_command_fails_as_cmd_exe_does(winrm_session):
+    result = winrm_session.run_cmd("frobnicate", ["--now"])
+    assert result.status_code == 1 and result.std_out == b""
+    assert result.std_err == (b"'frobnicate' is not recognized as an internal or external command,\r\n"
+                              b"operable program or batch file.\r\n")
+
+
+def test_unknown_powershell_fails_and_a_real_client_decodes_the_error(winrm_session):
+    # pywinrm's run_ps sends `powershell -encodedcommand ...` through cmd.exe and decodes the CLIXML on stderr.
+    result = winrm_session.run_ps("Get-Frobnicator -All")
+    assert result.status_code == 1 and result.std_out == b""
+    text = result.std_err.decode()
+    assert "Get-Frobnicator : The term 'Get-Frobnicator' is not recognized as the name of a cmdlet" in text
+    assert "CommandNotFoundException" in text and "#< CLIXML" not in text

@@ -410,7 +410,7 @@ class ControlSurface:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the ephemeral port chosen
+        port = self._runner.addresses[0][1]  # the ephemeral port the system chose
         self.url = f"http://{self._host}:{port}"
         return self.url
 

@@ -176,6 +176,9 @@ def test_mixed_failures_are_configured_as_their_behaviours_say(tmp_path):
     assert by_behaviour["agent_never_checked_in"].last_checkin() is None
     idle = by_behaviour["agent_idle"]
     assert (idle.clock.now() - idle.last_checkin()).total_seconds() > 2 * 86400
+    behind = by_behaviour["clock_behind"]
+    assert behind.clock.offset_seconds <= -3600
+    assert 0 <= (behind.clock.now() - behind.last_checkin()).total_seconds() <= 60
 
 
 def test_inventory_holds_the_standard_variables_and_is_private(tmp_path):

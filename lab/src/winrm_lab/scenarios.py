@@ -248,6 +248,12 @@ def _drops(device: Device, setup: DeviceSetup) -> None:
     device.faults.drop_after_bytes = DROP_AFTER_BYTES
 
 
+def _clock_behind(device: Device, setup: DeviceSetup) -> None:
+    # A controller that judged the check-in by its own clock would call this device idle; by the device's clock,
+    # the one that counts, it checked in within the last minute.
+    device.clock = DeviceClock(-CLOCK_BEHIND_SECONDS)
+
+
 def _consent(answer: str, after: float | None = None) -> t.Callable[[Device, DeviceSetup], None]:
     def apply(device: Device, setup: DeviceSetup) -> None:
         assert device.interactive_user is not None
@@ -263,6 +269,7 @@ def _no_user(device: Device, setup: DeviceSetup) -> None:
 
 SLOW_LATENCY_SECONDS = 1.5
 DROP_AFTER_BYTES = 512 * 1024
+CLOCK_BEHIND_SECONDS = 2 * 3600
 
 ACTIVE = Behaviour("active", "agent checking in, reachable over HTTPS, the logged-on user accepts consent prompts",
                    "active", None)
@@ -302,8 +309,8 @@ MIXED: tuple[Behaviour, ...] = (
               _certificate("untrusted"), scheme="https"),
     Behaviour("user_accepts_slowly", "the logged-on user accepts consent prompts after 30 s", "active", None,
               _consent("accept", 30.0)),
-    Behaviour("agent_recently_stopped", "the agent stopped 5 minutes ago: active now, idle 15 minutes after it "
-                                        "stopped", "active", None, _stop_agent(datetime.timedelta(minutes=5))),
+    Behaviour("clock_behind", f"the device's clock is {CLOCK_BEHIND_SECONDS // 3600} hours behind the controller's; "
+                              "its agent is checking in by that clock", "active", None, _clock_behind),
 )
 
 BEHAVIOURS: dict[str, Behaviour] = {behaviour.name: behaviour for behaviour in MIXED}
@@ -401,6 +408,7 @@ def build_fleet(count: int, scenario: str = "healthy", seed: int | str = 0,
         scheme = behaviour.scheme or ("https" if ident.https else "http")
         setup = DeviceSetup(scheme=scheme, username=LAB_USER, password=accounts[LAB_USER], inventory_host=address)
         behaviour.apply(device, setup)
+        device.sync_agent_registry()  # the behaviour may have stopped the agent or replaced the clock
         device.behaviours = [behaviour.name]
         if scheme == "http" and behaviour is not HTTP_NTLM:
             device.behaviours.append(HTTP_NTLM.name)

@@ -99,8 +99,8 @@ def run(request: pytest.FixtureRequest, lab: Lab) -> t.Callable[..., tuple[bytes
 
 
 def raw_post(url: str, body: bytes = b"", timeout: float = 10.0, **kwargs: t.Any) -> requests.Response:
-    return requests.post(url, data=body, timeout=timeout, headers={"Content-Type": "application/soap+xml;charset=UTF-8"},
-                         **kwargs)
+    headers = {"Content-Type": "application/soap+xml;charset=UTF-8"}
+    return requests.post(url, data=body, timeout=timeout, headers=headers, **kwargs)
 
 
 # Shells and commands ---------------------------------------------------------------------------------------------

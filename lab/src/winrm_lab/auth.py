@@ -336,10 +336,11 @@ def unwrap_message(connection: ConnectionSecurity, body: bytes, content_type: st
 def wrap_message(connection: ConnectionSecurity, message: bytes) -> tuple[bytes, str]:
     """Encrypts a response the way Windows frames it. Returns (body, Content-Type)."""
     result = connection.context.wrap_winrm(message)
+    original_length = len(message) + result.padding_length
     sealed = struct.pack("<I", len(result.header)) + result.header + result.data
     body = (f"--{BOUNDARY}\r\n"
             f"\tContent-Type: {SPNEGO_ENCRYPTED}\r\n"
-            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={len(message) + result.padding_length}\r\n"
+            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={original_length}\r\n"
             f"--{BOUNDARY}\r\n"
             "\tContent-Type: application/octet-stream\r\n").encode() + sealed + f"--{BOUNDARY}--\r\n".encode()
     return body, ENCRYPTED_CONTENT_TYPE

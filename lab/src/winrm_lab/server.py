@@ -227,7 +227,8 @@ class LabServer:
             payload_type = SOAP_CONTENT_TYPE
         return _response(status, payload, payload_type if payload else None, headers=result.headers)
 
-    async def _wsman(self, device: t.Any, scheme: str, request: web.BaseRequest, user: str, body: bytes) -> tuple[int, bytes]:
+    async def _wsman(self, device: t.Any, scheme: str, request: web.BaseRequest, user: str,
+                     body: bytes) -> tuple[int, bytes]:
         if len(body) > device.service.max_envelope_size_kb * 1024:
             return wsman.RequestTooLarge.http_status, b""
         relates_to = None

@@ -320,7 +320,8 @@ class WinRSService:
         parts = []
         for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
             if data:
-                parts.append(f'<rsp:Stream Name="{name}" CommandId="{cid}">{base64.b64encode(data).decode()}</rsp:Stream>')
+                encoded = base64.b64encode(data).decode()
+                parts.append(f'<rsp:Stream Name="{name}" CommandId="{cid}">{encoded}</rsp:Stream>')
         if result.done:
             parts.append(f'<rsp:Stream Name="stdout" CommandId="{cid}" End="true"></rsp:Stream>')
             parts.append(f'<rsp:Stream Name="stderr" CommandId="{cid}" End="true"></rsp:Stream>')

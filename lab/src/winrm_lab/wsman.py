@@ -330,7 +330,8 @@ def schema_validation_error(message: str) -> WSManFault:
 def message_information_header_required() -> WSManFault:
     # ERROR_WSMAN_MESSAGE_INFORMATION_HEADER_REQUIRED 0x80338011: "wsa, code=Sender, subcode=WS-Addressing
     # MessageInformationHeaderRequired" with this text (wsmerror.h via dahall/Vanara).
-    text = "The WS-Management service cannot process the request. The request does not have all the expected SOAP headers. "
+    text = ("The WS-Management service cannot process the request. The request does not have all the expected SOAP "
+            "headers. ")
     return WSManFault("s:Sender", "a:MessageInformationHeaderRequired", text, 2150858769, text,
                       action=ADDRESSING_FAULT_ACTION)
 

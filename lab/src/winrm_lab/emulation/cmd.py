@@ -440,7 +440,8 @@ def _strip_slash_c_quotes(line: str) -> str:
 
 async def _tool_hostname(interp: Interpreter, args: str, streams: Streams) -> int:
     if args.strip():
-        await streams.stderr.write(interp.encode("sethostname: Use the Network Control Panel Applet to set hostname.\r\n"))
+        await streams.stderr.write(
+            interp.encode("sethostname: Use the Network Control Panel Applet to set hostname.\r\n"))
         return 1
     await streams.stdout.write(interp.encode(interp.io.device.name + "\r\n"))
     return 0
@@ -466,7 +467,8 @@ async def _tool_ping(interp: Interpreter, args: str, streams: Streams) -> int:
         word = words[i]
         if word.lower() in ("-n", "/n") and i + 1 < len(words):
             if not words[i + 1].isdigit() or int(words[i + 1]) < 1:
-                await streams.stderr.write(interp.encode(f"Bad value for option -n, valid range is from 1 to 4294967295.\r\n"))
+                await streams.stderr.write(
+                    interp.encode("Bad value for option -n, valid range is from 1 to 4294967295.\r\n"))
                 return 1
             count = int(words[i + 1])
             i += 2
@@ -477,32 +479,23 @@ async def _tool_ping(interp: Interpreter, args: str, streams: Streams) -> int:
         target = word
         i += 1
     if target is None:
-        await streams.stdout.write(interp.encode("\r\nUsage: ping [-t] [-a] [-n count] [-l size] [-f] [-i TTL] [-v TOS]\r\n"))
+        await streams.stdout.write(
+            interp.encode("\r\nUsage: ping [-t] [-a] [-n count] [-l size] [-f] [-i TTL] [-v TOS]\r\n"))
         return 1
     device = interp.io.device
     loopback = target.lower() in ("localhost", device.name.lower(), getattr(device, "address", "")) \
         or target.startswith("127.")
-    address = "127.0.0.1" if target.lower() in ("localhost", device.name.lower()) else target
-    if not loopback:
-        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", target):
-            await streams.stdout.write(interp.encode(f"\r\nPinging {target} with 32 bytes of data:\r\n"))
-            for index in range(count):
-                await asyncio.sleep(1)
-                await streams.stdout.write(interp.encode("Request timed out.\r\n"))
-            await streams.stdout.write(interp.encode(
-                f"\r\nPing statistics for {target}:\r\n    Packets: Sent = {count}, Received = 0, Lost = {count} "
-                "(100% loss),\r\n"))
-            return 1
-        await streams.stdout.write(interp.encode(
-            f"Ping request could not find host {target}. Please check the name and try again.\r\n"))
-        return 1
-    header = f"\r\nPinging {address} with 32 bytes of data:\r\n" if address == target \
-        else f"\r\nPinging {target} [{address}] with 32 bytes of data:\r\n"
+    by_name = target.lower() in ("localhost", device.name.lower())
+    # Windows resolves its own name and localhost to ::1 first, and IPv6 replies carry no bytes/TTL fields.
+    address = "::1" if by_name else target
+    reply = f"Reply from {address}: time<1ms\r\n" if by_name else f"Reply from {address}: bytes=32 time<1ms TTL=128\r\n"
+    header = f"\r\nPinging {device.name} [{address}] with 32 bytes of data:\r\n" if by_name \
+        else f"\r\nPinging {address} with 32 bytes of data:\r\n"
     await streams.stdout.write(interp.encode(header))
     for index in range(count):
         if index:
             await asyncio.sleep(1)  # ping waits a second between echo requests: `ping -n N` sleeps N-1 seconds
-        await streams.stdout.write(interp.encode(f"Reply from {address}: bytes=32 time<1ms TTL=128\r\n"))
+        await streams.stdout.write(interp.encode(reply))
     await streams.stdout.write(interp.encode(
         f"\r\nPing statistics for {address}:\r\n"
         f"    Packets: Sent = {count}, Received = {count}, Lost = 0 (0% loss),\r\n"

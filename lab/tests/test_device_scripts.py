@@ -73,13 +73,27 @@ def facts(device):
 
 
 def test_every_contract_has_an_emulation_of_its_version():
-    for contract_path in SCRIPTS.glob("*.contract.json"):
+    """A device script the lab cannot emulate would fail in every test above it: say which, and why."""
+    problems = []
+    for contract_path in sorted(SCRIPTS.glob("*.contract.json")):
         contract = json.loads(contract_path.read_text(encoding="utf-8"))
         name = contract_path.name[:-len(".contract.json")]
-        script = (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
-        assert powershell.script_header(script) == {"device-script": name, "version": str(contract["version"])}
-        emulation = importlib.import_module(f"winrm_lab.emulation.scripts.{name}")
-        assert emulation.VERSION == contract["version"], f"{name}: the emulation is of another version"
+        script_path = SCRIPTS / f"{name}.ps1"
+        if not script_path.exists():
+            problems.append(f"{name}: contract without {script_path.name}")
+            continue
+        header = powershell.script_header(script_path.read_text(encoding="utf-8"))
+        if header != {"device-script": name, "version": str(contract["version"])}:
+            problems.append(f"{name}: header {header} does not match contract version {contract['version']}")
+        try:
+            emulation = importlib.import_module(f"winrm_lab.emulation.scripts.{name}")
+        except ModuleNotFoundError:
+            problems.append(f"{name}: no emulation in lab/src/winrm_lab/emulation/scripts/{name}.py")
+            continue
+        if emulation.VERSION != contract["version"]:
+            problems.append(f"{name}: the emulation is of version {emulation.VERSION}, the contract of "
+                            f"{contract['version']}")
+    assert not problems, "\n".join(problems)
 
 
 def test_facts_come_from_the_device_model(fleet):

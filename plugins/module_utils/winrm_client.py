@@ -8,6 +8,7 @@ Plain Python, no Ansible runtime: the action plugins resolve settings from inven
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import ssl
@@ -266,7 +267,7 @@ def _safe_detail(exc: BaseException, settings: WinRMSettings) -> str:
 
 
 class WinRMClient:
-    """Runs device scripts on one device over WinRM, one shell per `run_scripts` call."""
+    """Runs device scripts on one device over WinRM. Make one client per device; `shell()` keeps one shell open."""
 
     def __init__(self, settings: WinRMSettings, protocol_factory: t.Callable[..., t.Any] | None = None) -> None:
         if not HAS_WINRM and protocol_factory is None:
@@ -292,25 +293,9 @@ class WinRMClient:
         return protocol
 
     def run_script(self, script: DeviceScript, script_input: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
-        """Runs one device script and returns its JSON result."""
-        return self.run_scripts([(script, script_input or {})])[0]
-
-    def run_scripts(self, steps: t.Sequence[tuple[DeviceScript, t.Mapping[str, t.Any]]]) -> list[dict[str, t.Any]]:
-        """Runs several device scripts in one shell, in order; stops at the first failure."""
-        try:
-            protocol = self._protocol()
-            shell_id = protocol.open_shell(codepage=65001, noprofile=True)
-        except Exception as exc:
-            raise classify(exc, self.settings) from None
-        try:
-            return [self._run_in_shell(protocol, shell_id, script, script_input) for script, script_input in steps]
-        finally:
-            try:
-                protocol.close_shell(shell_id)
-            except Exception:
-                # The result (or the first error) matters more than a failed cleanup; the device drops idle shells
-                # itself after its IdleTimeout.
-                pass
+        """Runs one device script in a shell of its own and returns its JSON result."""
+        with self.shell() as shell:
+            return shell.run(script, script_input or {})
 
     def _run_in_shell(self, protocol: t.Any, shell_id: str, script: DeviceScript,
                       script_input: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
@@ -326,3 +311,34 @@ class WinRMClient:
         except Exception as exc:
             raise classify(exc, self.settings) from None
         return script.parse_result(stdout, stderr, exit_code)
+
+    @contextlib.contextmanager
+    def shell(self) -> t.Iterator[DeviceShell]:
+        """One WinRM shell for a task's work: run several scripts (each one command) without reconnecting."""
+        try:
+            protocol = self._protocol()
+            shell_id = protocol.open_shell(codepage=65001, noprofile=True)
+        except Exception as exc:
+            raise classify(exc, self.settings) from None
+        try:
+            yield DeviceShell(self, protocol, shell_id)
+        finally:
+            try:
+                protocol.close_shell(shell_id)
+            except Exception:
+                # The result (or the first error) matters more than a failed cleanup; the device drops idle shells
+                # itself after its IdleTimeout.
+                pass
+
+
+class DeviceShell:
+    """An open shell on one device; `run` executes a device script in it."""
+
+    def __init__(self, client: WinRMClient, protocol: t.Any, shell_id: str) -> None:
+        self._client = client
+        self._protocol = protocol
+        self._shell_id = shell_id
+
+    def run(self, script: DeviceScript, script_input: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
+        """Runs one device script (one WinRM command) and returns its JSON result; raises DeviceError."""
+        return self._client._run_in_shell(self._protocol, self._shell_id, script, script_input or {})

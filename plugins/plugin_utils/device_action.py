@@ -35,6 +35,7 @@ class DeviceAction(ActionBase):
     """Subclasses set ARGUMENT_SPEC (their own options) and implement run_on_device()."""
 
     ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {}
+    REQUIRED_IF: list[tuple[t.Any, ...]] = []
     TRANSFERS_FILES = False
     # The device is reached through WinRMClient, never through the task's connection plugin.
     _requires_connection = False
@@ -49,7 +50,7 @@ class DeviceAction(ActionBase):
                                     "pip install pywinrm")
         spec = dict(WINRM_ARGUMENT_SPEC)
         spec.update(self.ARGUMENT_SPEC)
-        _validation, args = self.validate_argument_spec(argument_spec=spec)
+        _validation, args = self.validate_argument_spec(argument_spec=spec, required_if=self.REQUIRED_IF)
         settings = self.winrm_settings(args, task_vars)
         result.update(self.run_on_device(WinRMClient(settings), args, task_vars))
         result.setdefault("changed", False)

@@ -271,7 +271,8 @@ def test_script_and_input_travel_as_stdin_data_in_chunks_within_one_shell():
     client, made = make_client()
     big = "x" * (STDIN_CHUNK_BYTES * 2)
     hostile = "'; Remove-Item C:\\ -Recurse #"
-    results = client.run_scripts([(script, {"blob": big, "name": hostile}), (script, {})])
+    with client.shell() as shell:
+        results = [shell.run(script, {"blob": big, "name": hostile}), shell.run(script)]
     assert results == [{"ok": True}, {"ok": True}]
     protocol = made[0]
     assert len(made) == 1

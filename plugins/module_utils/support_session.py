@@ -1,0 +1,245 @@
+# Copyright (c) remote_support.windows contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The core of the support_session module: read the session on the device, let the state machine decide, write by
+compare-and-set, and wait for the client. Plain Python: the clock, the sleep and the device shell are passed in.
+
+Everything runs in one WinRM shell: the facts script (is the device active?), the session read, at most one write,
+and the polls while waiting for the client each take one command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import typing as t
+
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script
+from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
+from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc, parse_utc
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+
+ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
+    "state": {"type": "str", "required": True, "choices": ["authorized", "deauthorized", "query"]},
+    "reason": {"type": "str"},
+    "requested_by": {"type": "str"},
+    "wait": {"type": "bool", "default": True},
+    "wait_timeout": {"type": "int", "default": 300},
+    "renew_before": {"type": "int", "default": sm.DEFAULT_RENEW_BEFORE_SECONDS},
+    "poll_interval": {"type": "int", "default": 2},
+    "idle_after": {"type": "int", "default": device_info.DEFAULT_IDLE_AFTER},
+}
+REQUIRED_IF = [("state", "authorized", ("reason",))]
+
+# Application event log ids of the audit trail (source RemoteSupport.Windows). The device-side tasks write the
+# client's answer (authorized/denied), time-outs and expiry with the same ids.
+AUDIT_EVENT_IDS = {
+    "requested": 1000,
+    "authorized": 1001,
+    "denied": 1002,
+    "timed_out": 1003,
+    "expired": 1004,
+    "deauthorized": 1005,
+    "cancelled": 1006,
+    "renewed": 1007,
+}
+
+
+class SessionError(Exception):
+    """The task cannot do what was asked; the message says what happened and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceView:
+    """One read of the device's session state (get_support_session)."""
+
+    device_time: datetime.datetime
+    policy: dict[str, t.Any]
+    interactive_user: dict[str, t.Any] | None
+    record: sm.SessionRecord | None
+
+
+def read_view(shell: t.Any) -> DeviceView:
+    answer = shell.run(device_script.load("get_support_session"))
+    return _view(answer["device_time"], answer["policy"], answer["interactive_user"], answer["session"])
+
+
+def _view(device_time: str, policy: dict[str, t.Any], user: dict[str, t.Any] | None,
+          session: dict[str, t.Any] | None) -> DeviceView:
+    try:
+        record = None if session is None else sm.SessionRecord.from_dict(session)
+    except sm.InvalidSessionRecord as error:
+        raise SessionError(f"The session record on the device cannot be read ({error}). Check "
+                           r"HKLM:\SOFTWARE\RemoteSupport\Session on the device.") from None
+    return DeviceView(parse_utc(device_time), policy, user, record)
+
+
+def audit_entry(what: str, record: sm.SessionRecord, who: str) -> dict[str, t.Any]:
+    """The event-log entry for a transition: who, what, when and the session id."""
+    message = (f"Support session {record.id}: {what.replace('_', ' ')} by {who} at {format_utc(record.changed_at)}. "
+               f"Requested by {record.requested_by}. Reason: {record.reason or '(none given)'}")
+    entry_type = "Warning" if what in ("denied", "timed_out") else "Information"
+    return {"event_id": AUDIT_EVENT_IDS[what], "entry_type": entry_type, "message": message}
+
+
+def write_record(shell: t.Any, view: DeviceView, record: sm.SessionRecord, what: str, who: str,
+                 end_activities: bool = False) -> DeviceView:
+    """Compare-and-set of `record` over the version just read; arms or withdraws the device-side tasks."""
+    expected_version = 0 if view.record is None else view.record.version
+    answer = shell.run(device_script.load("set_support_session"), {
+        "expected_version": expected_version,
+        "session": record.to_dict(),
+        "audit": audit_entry(what, record, who),
+        "consent_prompt": record.state == "pending_confirmation",
+        "expiry_task": record.state == "authorized",
+        "end_activities": end_activities,
+    })
+    stored = _view(answer["device_time"], view.policy, view.interactive_user, answer["session"])
+    if answer["refused_reason"] == "version_conflict":
+        raise SessionError(str(sm.SessionConflict(expected_version, stored.record)))
+    if answer["refused_reason"] == "no_interactive_user":
+        raise SessionError(NO_USER_MESSAGE)
+    return stored
+
+
+NO_USER_MESSAGE = ("Nobody is logged on at the device, so nobody can confirm the request while the client-confirmation "
+                   "policy is on. Ask the user to log on and try again.")
+
+
+class SessionTask:
+    """One support_session task on one device."""
+
+    def __init__(self, shell: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
+                 controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
+                 monotonic: t.Callable[[], float]) -> None:
+        self.shell = shell
+        self.options = options
+        self.check_mode = check_mode
+        self.controller_now = controller_now
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.who = options["requested_by"]
+
+    def run(self) -> dict[str, t.Any]:
+        facts = self.shell.run(device_script.load("get_device_facts"))
+        status = device_info.record_from_facts(facts, self.options["idle_after"], self.controller_now())
+        view = read_view(self.shell)
+        device_active = status["status"] == "active"
+        state = self.options["state"]
+        if state == "query":
+            return self.result(view, device_active, status, changed=False, msg="")
+        if not device_active:
+            action = "request_authorization" if state == "authorized" else "deauthorize"
+            decision = sm.decide(action, view.record, view.device_time, device_active=False)
+            return self.result(view, False, status, changed=False, msg=decision.message, failed=True,
+                               detail=status.get("detail"))
+        if state == "authorized":
+            return self.authorize(view, status)
+        return self.deauthorize(view, status)
+
+    # --- state: authorized -------------------------------------------------------------------------------------
+    def authorize(self, view: DeviceView, status: dict[str, t.Any]) -> dict[str, t.Any]:
+        policy = view.policy
+        change = sm.renew(view.record, view.device_time, requested_by=self.who, reason=self.options["reason"],
+                          confirmation_required=policy["confirmation_required"],
+                          ttl_seconds=policy["session_ttl_seconds"],
+                          confirmation_timeout_seconds=policy["confirmation_timeout_seconds"],
+                          renew_before=self.options["renew_before"])
+        changed = change.changed
+        if changed:
+            new = change.record
+            if new.state == "pending_confirmation" and view.interactive_user is None:
+                raise SessionError(NO_USER_MESSAGE)
+            if self.check_mode:
+                return self.result(view, True, status, changed=True, msg=f"Would have: {change.message}")
+            renewing = sm.effective_state(view.record, view.device_time) == "authorized"
+            what = "requested" if new.state == "pending_confirmation" else ("renewed" if renewing else "authorized")
+            view = write_record(self.shell, view, new, what, self.who)
+        if self.options["wait"] and sm.effective_state(view.record, view.device_time) == "pending_confirmation":
+            if self.check_mode:
+                return self.result(view, True, status, changed=changed, msg=change.message)
+            view = self.wait_for_client(view)
+        return self.outcome(view, status, changed, change.message)
+
+    def wait_for_client(self, view: DeviceView) -> DeviceView:
+        """Polls the device until the client answers, the confirmation times out, or wait_timeout passes."""
+        session_id = view.record.id
+        deadline = self.monotonic() + self.options["wait_timeout"]
+        while True:
+            settled = sm.settle(view.record, view.device_time)
+            if settled is None or settled.id != session_id or settled.state != "pending_confirmation":
+                if settled is not None and settled.state == "timed_out" and view.record.state == "pending_confirmation":
+                    # The deadline passed by the device's clock but no device-side task has recorded it yet:
+                    # record it, so every controller sees the same state.
+                    view = write_record(self.shell, view, settled, "timed_out", sm.TIMER)
+                return view
+            if self.monotonic() >= deadline:
+                raise SessionError(
+                    f"The client has not answered after {self.options['wait_timeout']} s (wait_timeout). The request "
+                    f"stays pending until {format_utc(settled.confirmation_deadline)} by the device's clock; run "
+                    "again with state=query to see the answer, or deauthorize to cancel it.")
+            self.sleep(self.options["poll_interval"])
+            view = read_view(self.shell)
+
+    def outcome(self, view: DeviceView, status: dict[str, t.Any], changed: bool, message: str) -> dict[str, t.Any]:
+        state = sm.effective_state(view.record, view.device_time)
+        if state == "authorized":
+            left = sm.remaining_seconds(view.record, view.device_time)
+            msg = f"Authorized until {format_utc(view.record.expires_at)} ({left} s left)" if changed else message
+            return self.result(view, True, status, changed=changed, msg=msg)
+        if state == "pending_confirmation":  # wait: false
+            return self.result(view, True, status, changed=changed, msg=message)
+        refusal = sm.decide("remote_control", view.record, view.device_time, device_active=True).message
+        return self.result(view, True, status, changed=changed, msg=refusal, failed=True)
+
+    # --- state: deauthorized -----------------------------------------------------------------------------------
+    def deauthorize(self, view: DeviceView, status: dict[str, t.Any]) -> dict[str, t.Any]:
+        change = sm.deauthorize(view.record, view.device_time, ended_by=self.who)
+        if change.changed and not self.check_mode:
+            what = "cancelled" if sm.effective_state(view.record, view.device_time) == "pending_confirmation" \
+                else "deauthorized"
+            view = write_record(self.shell, view, change.record, what, self.who, end_activities=True)
+        msg = change.message if not self.check_mode or not change.changed else f"Would have: {change.message}"
+        return self.result(view, True, status, changed=change.changed, msg=msg)
+
+    # --- the result every state returns ------------------------------------------------------------------------
+    def result(self, view: DeviceView, device_active: bool, status: dict[str, t.Any], *, changed: bool, msg: str,
+               failed: bool = False, detail: str | None = None) -> dict[str, t.Any]:
+        record = sm.settle(view.record, view.device_time)
+        result = {
+            "changed": changed,
+            "state": sm.effective_state(view.record, view.device_time, device_active),
+            "session": None if record is None else record.to_dict(),
+            "remaining_seconds": sm.remaining_seconds(view.record, view.device_time),
+            "allowed_actions": sm.allowed_actions(view.record, view.device_time, device_active),
+            "policy": view.policy,
+            "interactive_user": None if view.interactive_user is None else view.interactive_user["name"],
+            "device_time": format_utc(view.device_time),
+            "clock_skew_seconds": status.get("clock_skew_seconds"),
+            "device_status": status["status"],
+            "connection": status["connection"],
+            "msg": msg,
+        }
+        if failed:
+            result["failed"] = True
+        if detail:
+            result["detail"] = detail
+        return result
+
+
+def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
+        controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
+        monotonic: t.Callable[[], float]) -> dict[str, t.Any]:
+    """The support_session task on one device; never raises for a device-side failure."""
+    try:
+        with client.shell() as shell:
+            return SessionTask(shell, options, check_mode=check_mode, controller_now=controller_now, sleep=sleep,
+                               monotonic=monotonic).run()
+    except DeviceError as error:
+        record = device_info.unreachable_record(error)
+        return {
+            "changed": False, "state": "unavailable", "session": None, "remaining_seconds": 0, "allowed_actions": [],
+            "device_status": "unreachable", "connection": record["connection"], "msg": device_info.UNABLE_TO_CONNECT,
+            "failed": options["state"] != "query",
+        }
+    except SessionError as error:
+        return {"changed": False, "failed": True, "msg": str(error)}

@@ -1,0 +1,261 @@
+# Copyright (c) remote_support.windows contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""support_session's core against an in-memory device that keeps a record by compare-and-set, with the clock,
+the sleep and the client's answer injected."""
+
+from __future__ import annotations
+
+import datetime
+import types
+
+import pytest
+
+from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
+from ansible_collections.remote_support.windows.plugins.module_utils import support_session
+from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+
+START = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)
+USER = "CONTOSO\\maria.silva"
+
+
+@pytest.fixture(autouse=True)
+def scripts_by_name(monkeypatch):
+    """The fake device dispatches on the script's name only; its text and contract are checked elsewhere."""
+    monkeypatch.setattr(support_session.device_script, "load", lambda name: types.SimpleNamespace(name=name))
+
+
+class FakeDevice:
+    """Answers the session scripts the way their contracts say; `answer` plays the person at the device."""
+
+    def __init__(self, confirmation_required=True, user=USER, ttl=3600, timeout=300, answer=None, active=True):
+        self.now = START
+        self.policy = {"confirmation_required": confirmation_required, "confirmation_timeout_seconds": timeout,
+                       "session_ttl_seconds": ttl, "source": "device"}
+        self.user = user
+        self.record = None
+        self.answer = answer  # None (nobody answers), "accept" or "deny": applied at the first read after a request
+        self.active = active
+        self.writes = []
+        self.reads = 0
+        self.racing_writer = None  # a function run just before our write lands: another specialist's change
+
+    # the device shell
+    def shell(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def run(self, script, script_input=None):
+        return getattr(self, script.name)(script_input or {})
+
+    def get_device_facts(self, _input):
+        last = self.now - datetime.timedelta(seconds=30 if self.active else 86400)
+        return {"computer_name": "DESK-1", "serial_number": "SN1", "manufacturer": "HP", "model": "EliteDesk",
+                "chassis_types": [3], "device_type": "desktop", "os_caption": "Microsoft Windows 11 Pro",
+                "os_version": "10.0.22631", "os_product_type": 1, "last_checkin": format_utc(last),
+                "device_time": format_utc(self.now), "script_version": 1}
+
+    def get_support_session(self, _input):
+        self.reads += 1
+        record = None if self.record is None else sm.SessionRecord.from_dict(self.record)
+        if record is not None and record.state == "pending_confirmation" and self.answer and self.reads > 1:
+            change = sm.accept if self.answer == "accept" else sm.deny
+            self.record = change(record, self.now, confirmed_by=self.user).to_dict()
+        return {"script_version": 1, "device_time": format_utc(self.now), "policy": self.policy,
+                "interactive_user": None if self.user is None else {"name": self.user, "session_id": 1},
+                "session": self.record}
+
+    def set_support_session(self, payload):
+        if self.racing_writer:
+            self.racing_writer()
+            self.racing_writer = None
+        current = 0 if self.record is None else self.record["version"]
+        refused = None
+        if current != payload["expected_version"]:
+            refused = "version_conflict"
+        elif payload["consent_prompt"] and self.user is None:
+            refused = "no_interactive_user"
+        if refused is None:
+            self.record = payload["session"]
+            self.writes.append(payload)
+        return {"script_version": 1, "applied": refused is None, "refused_reason": refused,
+                "device_time": format_utc(self.now), "session": self.record}
+
+
+class Clock:
+    def __init__(self, device):
+        self.device = device
+        self.elapsed = 0.0
+
+    def sleep(self, seconds):
+        self.elapsed += seconds
+        self.device.now += datetime.timedelta(seconds=seconds)
+
+    def monotonic(self):
+        return self.elapsed
+
+
+def run(device, check_mode=False, **options):
+    base = {"state": "authorized", "reason": "INC-4711", "requested_by": "jdoe", "wait": True, "wait_timeout": 60,
+            "renew_before": 600, "poll_interval": 2, "idle_after": 900}
+    base.update(options)
+    clock = Clock(device)
+    return support_session.run(device, base, check_mode=check_mode, controller_now=lambda: device.now,
+                               sleep=clock.sleep, monotonic=clock.monotonic)
+
+
+def test_client_accepts_then_authorized_for_the_ttl():
+    device = FakeDevice(answer="accept")
+    result = run(device)
+    assert result["changed"] is True and "failed" not in result
+    assert result["state"] == "authorized"
+    record = result["session"]
+    assert record["confirmed_by"] == USER
+    expires = datetime.datetime.strptime(record["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    authorized = datetime.datetime.strptime(record["authorized_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert (expires - authorized).total_seconds() == 3600
+    assert result["allowed_actions"] == ["remote_control", "file_transfer", "request_authorization", "deauthorize"]
+    assert result["remaining_seconds"] == 3600
+    first_write = device.writes[0]
+    assert first_write["consent_prompt"] is True and first_write["expiry_task"] is False
+    assert first_write["audit"]["event_id"] == 1000
+    assert record["id"] in first_write["audit"]["message"] and "jdoe" in first_write["audit"]["message"]
+
+
+def test_client_denies_fails_with_who_and_what_to_do():
+    result = run(FakeDevice(answer="deny"))
+    assert result["failed"] is True and result["state"] == "denied"
+    assert USER in result["msg"] and "request authorization again" in result["msg"]
+    assert result["allowed_actions"] == ["request_authorization"]
+
+
+def test_no_answer_times_out_and_the_controller_records_it():
+    device = FakeDevice(answer=None, timeout=10)
+    result = run(device, wait_timeout=60)
+    assert result["failed"] is True and result["state"] == "timed_out"
+    assert device.record["state"] == "timed_out" and device.record["changed_by"] == sm.TIMER
+    assert device.writes[-1]["audit"]["event_id"] == 1003
+    assert device.writes[-1]["consent_prompt"] is False
+
+
+def test_wait_timeout_before_the_device_deadline_leaves_the_request_pending():
+    device = FakeDevice(answer=None, timeout=300)
+    result = run(device, wait_timeout=10)
+    assert result["failed"] is True and "has not answered after 10 s" in result["msg"]
+    assert device.record["state"] == "pending_confirmation"
+
+
+def test_wait_false_returns_pending_confirmation():
+    device = FakeDevice(answer="accept")
+    result = run(device, wait=False)
+    assert result["changed"] is True and result["state"] == "pending_confirmation"
+    assert result["allowed_actions"] == ["deauthorize"]
+
+
+def test_without_confirmation_policy_authorized_at_once_with_an_expiry_task():
+    device = FakeDevice(confirmation_required=False, user=None, ttl=1800)
+    result = run(device)
+    assert result["state"] == "authorized" and result["remaining_seconds"] == 1800
+    assert device.writes[0]["expiry_task"] is True and device.writes[0]["consent_prompt"] is False
+    assert device.writes[0]["audit"]["event_id"] == 1001
+
+
+def test_nobody_logged_on_cannot_confirm():
+    device = FakeDevice(user=None)
+    result = run(device)
+    assert result["failed"] is True and "Nobody is logged on" in result["msg"]
+    assert not device.writes
+
+
+def test_idle_device_is_blocked_with_the_seed_message():
+    device = FakeDevice(active=False)
+    result = run(device)
+    assert result["failed"] is True and result["msg"] == "Unable to connect to the device"
+    assert result["state"] == "unavailable" and result["allowed_actions"] == []
+    assert not device.writes
+
+
+def test_unreachable_device_is_blocked_but_query_does_not_fail():
+    class Unreachable:
+        def shell(self):
+            raise DeviceError("refused", "refused")
+
+    result = support_session.run(Unreachable(), {"state": "authorized"}, check_mode=False,
+                                 controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
+    assert result["failed"] is True and result["connection"]["reason"] == "refused"
+    query = support_session.run(Unreachable(), {"state": "query"}, check_mode=False,
+                                controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
+    assert query["failed"] is False and query["state"] == "unavailable"
+
+
+@pytest.mark.parametrize("left, renewed", [(601, False), (600, True), (60, True)])
+def test_renew_inside_and_outside_renew_before(left, renewed):
+    device = FakeDevice(confirmation_required=False, user=None)
+    run(device)
+    device.now += datetime.timedelta(seconds=3600 - left)
+    version = device.record["version"]
+    result = run(device, renew_before=600)
+    assert result["changed"] is renewed
+    assert (device.record["version"] > version) is renewed
+    if renewed:
+        assert device.writes[-1]["audit"]["event_id"] == 1007
+        assert result["remaining_seconds"] == 3600
+
+
+def test_expired_session_refuses_actions_and_is_requested_again():
+    device = FakeDevice(confirmation_required=False, user=None)
+    run(device)
+    device.now += datetime.timedelta(seconds=3601)
+    query = run(device, state="query")
+    assert query["state"] == "expired" and query["allowed_actions"] == ["request_authorization"]
+    assert query["changed"] is False
+    again = run(device)
+    assert again["state"] == "authorized" and again["session"]["id"] != query["session"]["id"]
+
+
+def test_deauthorize_while_pending_cancels_and_while_authorized_ends():
+    device = FakeDevice(answer=None)
+    run(device, wait=False)
+    cancelled = run(device, state="deauthorized")
+    assert cancelled["changed"] is True and cancelled["state"] == "deauthorized"
+    assert device.writes[-1]["audit"]["event_id"] == 1006 and device.writes[-1]["end_activities"] is True
+    again = run(device, state="deauthorized")
+    assert again["changed"] is False
+
+    device = FakeDevice(confirmation_required=False)
+    run(device)
+    ended = run(device, state="deauthorized")
+    assert ended["changed"] is True and ended["session"]["ended_by"] == "jdoe"
+    assert device.writes[-1]["audit"]["event_id"] == 1005 and device.writes[-1]["expiry_task"] is False
+
+
+def test_check_mode_prompts_nobody_and_writes_nothing():
+    device = FakeDevice(answer="accept")
+    result = run(device, check_mode=True)
+    assert result["changed"] is True and "Would have" in result["msg"]
+    assert device.writes == [] and device.record is None
+    device.policy["confirmation_required"] = False
+    run(device)
+    deauth = run(device, state="deauthorized", check_mode=True)
+    assert deauth["changed"] is True and device.record["state"] == "authorized"
+
+
+def test_the_losing_writer_reports_who_changed_it():
+    device = FakeDevice(confirmation_required=False, user=None)
+    run(device)
+    device.now += datetime.timedelta(seconds=3500)
+
+    def other_specialist_renews():
+        record = sm.SessionRecord.from_dict(device.record)
+        device.record = sm.request(record, device.now, requested_by="scheduler", confirmation_required=False).to_dict()
+
+    device.racing_writer = other_specialist_renews
+    result = run(device)
+    assert result["failed"] is True
+    assert "changed by scheduler at" in result["msg"]
+    assert device.record["requested_by"] == "scheduler"  # the winner's write stands

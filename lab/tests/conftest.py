@@ -38,10 +38,12 @@ def _next_address() -> str:
     return f"127.{_ADDRESS_BLOCK}.{index // 250}.{index % 250 + 1}"
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return probe.getsockname()[1]
+def _free_ports(address: str) -> tuple[int, int]:
+    """Two distinct free ports on `address` (both probes stay bound until both are chosen)."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind((address, 0))
+        second.bind((address, 0))
+        return first.getsockname()[1], second.getsockname()[1]
 
 
 @pytest.fixture
@@ -59,9 +61,9 @@ def make_devices(tmp_path: pathlib.Path) -> t.Callable[..., list[Device]]:
         for _ in range(count):
             number = next(counter)
             address = _next_address()
+            http_port, https_port = _free_ports(address)
             device = Device(
-                name=f"LAB-PC{number:04d}", address=address,
-                http_port=_free_port(address), https_port=_free_port(address),
+                name=f"LAB-PC{number:04d}", address=address, http_port=http_port, https_port=https_port,
                 hardware=Hardware("Dell Inc.", "OptiPlex 7090", f"SN{number:06d}", [3],
                                   "Microsoft Windows 10 Pro", "10.0.19045", 1),
                 accounts=dict(accounts or {USER: PASSWORD}),

@@ -7,7 +7,9 @@ The interpreter does what a one-line `cmd /c` does: `%VAR%` expansion once for t
 `set X=1 & echo %X%` shows the old value, as on Windows), `&`, `&&`, `||` and `|`, redirection to files and `nul`,
 and the built-ins `echo`, `set`, `exit`, `type`, `ver`, `cd`, `rem`. The tools are `hostname`, `whoami`, `ping`,
 `timeout`, `more`, `findstr`, `cmd` itself and `powershell` (emulated in powershell.py). Anything else fails as
-Windows fails: "'X' is not recognized as an internal or external command, operable program or batch file."
+Windows fails: "'X' is not recognized as an internal or external command, operable program or batch file." That
+includes the cmd built-ins the lab does not emulate (dir, copy, if, for, ...): the lab cannot honestly pretend to
+run them, so they fail loudly rather than appear to succeed.
 """
 
 from __future__ import annotations

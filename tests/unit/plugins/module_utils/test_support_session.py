@@ -6,10 +6,14 @@ the sleep and the client's answer injected."""
 from __future__ import annotations
 
 import datetime
+import json
+import os
 import types
 
+import jsonschema
 import pytest
 
+from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
 from ansible_collections.remote_support.windows.plugins.module_utils import support_session
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
@@ -17,6 +21,14 @@ from ansible_collections.remote_support.windows.plugins.module_utils.errors impo
 
 START = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)
 USER = "CONTOSO\\maria.silva"
+
+
+def _contract(name):
+    with open(os.path.join(device_script.SCRIPTS_DIR, f"{name}.contract.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+CONTRACTS = {name: _contract(name) for name in ("get_device_facts", "get_support_session", "set_support_session")}
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +63,12 @@ class FakeDevice:
         return False
 
     def run(self, script, script_input=None):
-        return getattr(self, script.name)(script_input or {})
+        # The caller's input and this fake's answer must both follow the script's written contract.
+        contract = CONTRACTS[script.name]
+        jsonschema.validate(script_input or {}, contract["input"])
+        answer = getattr(self, script.name)(script_input or {})
+        jsonschema.validate(answer, contract["output"])
+        return answer
 
     def get_device_facts(self, _input):
         last = self.now - datetime.timedelta(seconds=30 if self.active else 86400)

@@ -1,0 +1,453 @@
+# device-script: set_support_session
+# version: 1
+# contract: set_support_session.contract.json
+# Compare-and-set of the support-session record: writes `session` only when the stored record is still version
+# `expected_version` (0: no record yet), then arms or withdraws the device-side tasks (the consent route, the
+# expiry) and writes the audit entry. On a mismatch, or when a prompt is asked for and nobody is logged on, nothing
+# changes and the stored record is returned. How the consent route works: docs/consent-route.md.
+#
+# Why a mutex: read-compare-write is three steps, and two writers (two specialists over WinRM, or a specialist and
+# the SYSTEM tasks applying the client's answer or the expiry) may run them at the same moment in different
+# processes. Every writer holds the machine-wide named mutex Global\RemoteSupport.Session from before it reads the
+# record until after it wrote it, so the second writer reads what the first wrote and its compare fails. The
+# mutex is per machine (Global\ spans every logon session: WinRM shells and session-0 tasks alike) and Windows
+# releases it when a holder dies (the next owner then sees an abandoned mutex and rewrites the whole record).
+param($InputObject)
+
+$ErrorActionPreference = 'Stop'
+
+$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
+# Written by this script (administrators and SYSTEM only; users may read): which session the prompt is for, whom
+# it asks, the user's SID and the deadline.
+$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
+# The only key the prompted user may write: their answer. Recreated for every request, with that user's grant.
+$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
+# Kept by remote control and file transfers (later versions): removing them ends their grant.
+$activityKeys = @('HKLM:\SOFTWARE\RemoteSupport\RemoteControl', 'HKLM:\SOFTWARE\RemoteSupport\Transfers')
+
+$eventSource = 'RemoteSupport.Windows'
+$consentAnsweredEventId = 1010
+$promptTask = 'RemoteSupport-ConsentPrompt'
+$applyConsentTask = 'RemoteSupport-ApplyConsent'
+$expireTask = 'RemoteSupport-ExpireSession'
+$taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
+$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
+$powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
+
+$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
+$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+$states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
+
+# Record field -> registry value under the Session key (the same table as get_support_session.ps1).
+$recordValues = [ordered]@{
+    id = 'Id'
+    state = 'State'
+    requested_by = 'RequestedBy'
+    reason = 'Reason'
+    requested_at = 'RequestedAt'
+    confirmation_required = 'ConfirmationRequired'
+    confirmed_by = 'ConfirmedBy'
+    authorized_at = 'AuthorizedAt'
+    expires_at = 'ExpiresAt'
+    ended_by = 'EndedBy'
+    ended_at = 'EndedAt'
+    version = 'Version'
+    ttl_seconds = 'TtlSeconds'
+    confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
+    changed_by = 'ChangedBy'
+    changed_at = 'ChangedAt'
+}
+$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
+$integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
+$timestampFields = @('requested_at', 'authorized_at', 'expires_at', 'ended_at', 'changed_at')
+
+# --- time ---------------------------------------------------------------------------------------------------------
+function Format-Stamp([DateTime]$Moment) {
+    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
+}
+
+function ConvertFrom-Stamp([string]$Text, [string]$Field) {
+    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+    $moment = [DateTime]::MinValue
+    if (-not [DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
+        throw ("session.{0} is '{1}', not a YYYY-MM-DDTHH:MM:SSZ timestamp." -f $Field, $Text)
+    }
+    return $moment
+}
+
+# --- the lock and the record ----------------------------------------------------------------------------------------
+function Enter-SessionLock {
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
+    try {
+        if (-not $mutex.WaitOne(30000)) {
+            $mutex.Dispose()
+            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
+        }
+    }
+    catch {
+        $inner = $_.Exception
+        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
+            $inner = $inner.InnerException
+        }
+        if ($null -eq $inner) {
+            throw
+        }
+    }
+    return $mutex
+}
+
+function Read-SessionRecord {
+    if (-not (Test-Path -LiteralPath $sessionKey)) {
+        return $null
+    }
+    $key = Get-Item -LiteralPath $sessionKey
+    if ($null -eq $key.GetValue('Id')) {
+        return $null
+    }
+    $record = [ordered]@{}
+    foreach ($field in $recordValues.Keys) {
+        $valueName = $recordValues[$field]
+        $value = $key.GetValue($valueName)
+        if ($null -eq $value) {
+            if ($optionalFields -notcontains $field) {
+                throw ("The session record under {0} has no {1} value. Remove the key to start afresh." -f $sessionKey, $valueName)
+            }
+            $record[$field] = $null
+        }
+        elseif ($field -eq 'confirmation_required') {
+            $record[$field] = ([int]$value -ne 0)
+        }
+        elseif ($integerFields -contains $field) {
+            $record[$field] = [int]$value
+        }
+        else {
+            $record[$field] = [string]$value
+        }
+    }
+    return $record
+}
+
+function Write-SessionRecord($Record) {
+    # Every field is written on every change, so a record is never a mix of two versions once a write completes.
+    if (-not (Test-Path -LiteralPath $sessionKey)) {
+        New-Item -Path $sessionKey -Force | Out-Null
+    }
+    foreach ($field in $recordValues.Keys) {
+        $valueName = $recordValues[$field]
+        $value = $Record.$field
+        if ($null -eq $value) {
+            Remove-ItemProperty -LiteralPath $sessionKey -Name $valueName -ErrorAction SilentlyContinue
+        }
+        elseif ($field -eq 'confirmation_required') {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int][bool]$value) -Type DWord
+        }
+        elseif ($integerFields -contains $field) {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int]$value) -Type DWord
+        }
+        else {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([string]$value) -Type String
+        }
+    }
+}
+
+function Restore-SessionRecord($Record) {
+    if ($null -eq $Record) {
+        if (Test-Path -LiteralPath $sessionKey) {
+            Remove-Item -LiteralPath $sessionKey -Recurse -Force
+        }
+        return
+    }
+    Write-SessionRecord $Record
+}
+
+# --- input ----------------------------------------------------------------------------------------------------------
+function Assert-Input($Request) {
+    # The controller checks its input against the contract; these checks keep a caller with a bug from writing a
+    # record that every later reader would reject.
+    $session = $Request.session
+    if ($null -eq $session -or $null -eq $Request.audit) {
+        throw 'The input needs session and audit.'
+    }
+    if ([int]$Request.expected_version -lt 0) {
+        throw 'expected_version must be 0 (no record yet) or the version that was read.'
+    }
+    if ([int]$session.version -le [int]$Request.expected_version) {
+        throw ('session.version ({0}) must be greater than expected_version ({1}).' -f $session.version, $Request.expected_version)
+    }
+    if ($states -notcontains [string]$session.state) {
+        throw ("session.state '{0}' is not one of {1}." -f $session.state, ($states -join ', '))
+    }
+    foreach ($field in $recordValues.Keys) {
+        if ($null -eq $session.$field -and $optionalFields -notcontains $field) {
+            throw ('session.{0} is missing.' -f $field)
+        }
+        if ($timestampFields -contains $field -and $null -ne $session.$field) {
+            ConvertFrom-Stamp ([string]$session.$field) $field | Out-Null
+        }
+    }
+    if ([bool]$Request.expiry_task -and $null -eq $session.expires_at) {
+        throw 'expiry_task needs session.expires_at.'
+    }
+    $eventId = [int]$Request.audit.event_id
+    if ($eventId -lt 1000 -or $eventId -gt 1999 -or -not [string]$Request.audit.message) {
+        throw 'audit needs an event_id from 1000 to 1999 and a message.'
+    }
+}
+
+# --- who is at the console ------------------------------------------------------------------------------------------
+function Get-InteractiveUser {
+    # The console user (Win32_ComputerSystem.UserName) and, from their shell's process, their session and SID. The
+    # SID comes from the process token, so it is known even when no domain controller answers.
+    $name = [string](Get-CimInstance -ClassName Win32_ComputerSystem).UserName
+    if (-not $name) {
+        return $null
+    }
+    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
+        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
+        if ($owner.ReturnValue -eq 0 -and ('{0}\{1}' -f $owner.Domain, $owner.User) -eq $name) {
+            $sid = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid
+            return [ordered]@{ name = $name; session_id = [int]$process.SessionId; sid = [string]$sid.Sid }
+        }
+    }
+    return $null
+}
+
+# --- the task scripts -----------------------------------------------------------------------------------------------
+function New-ScriptFolderAcl {
+    # SYSTEM runs these scripts, so only SYSTEM and Administrators may change them: nothing is inherited from
+    # C:\ProgramData, where any user may create files (a folder a user made first would otherwise stay theirs).
+    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
+    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+    $propagate = [System.Security.AccessControl.PropagationFlags]::None
+    $grants = @(
+        @('S-1-5-18', 'FullControl'),
+        @('S-1-5-32-544', 'FullControl'),
+        @('S-1-5-32-545', 'ReadAndExecute')
+    )
+    foreach ($grant in $grants) {
+        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
+        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
+        $acl.AddAccessRule($rule)
+    }
+    return $acl
+}
+
+function Install-TaskScripts($Texts) {
+    # The controller carries the task scripts (input task_scripts), so a device always runs the version of the
+    # consent route that the controller talking to it ships.
+    $root = Split-Path -Path $scriptFolder -Parent
+    foreach ($folder in @($root, $scriptFolder)) {
+        if (-not (Test-Path -LiteralPath $folder)) {
+            New-Item -ItemType Directory -Path $folder | Out-Null
+        }
+        # Fails (and with it this script, changing nothing else) when the folder cannot be made safe.
+        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
+    }
+    # UTF-8 with a byte-order mark: Windows PowerShell 5.1 reads a script without one in the ANSI code page.
+    $encoding = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $true
+    foreach ($name in $taskScriptNames) {
+        $text = [string]$Texts.$name
+        $header = '(?m)^# device-script: ' + $name + '\s*$'
+        if ($text -notmatch $header) {
+            throw ("task_scripts.{0} is not the {0} device script (its header does not name it)." -f $name)
+        }
+        $path = Join-Path -Path $scriptFolder -ChildPath ($name + '.ps1')
+        # A file left by someone else keeps its owner and ACL when overwritten; a new one inherits the folder's.
+        if (Test-Path -LiteralPath $path) {
+            Remove-Item -LiteralPath $path -Force
+        }
+        [System.IO.File]::WriteAllText($path, $text, $encoding)
+    }
+}
+
+function Assert-TaskScriptsInstalled {
+    foreach ($name in $taskScriptNames) {
+        if (-not (Test-Path -LiteralPath (Join-Path -Path $scriptFolder -ChildPath ($name + '.ps1')))) {
+            throw ('The task script {0}.ps1 is not installed in {1}; send task_scripts with this request.' -f $name, $scriptFolder)
+        }
+    }
+}
+
+# --- scheduled tasks ------------------------------------------------------------------------------------------------
+function New-TaskScriptAction([string]$Name) {
+    # A fixed script path and no arguments: what a task needs (session, user, deadline) it reads from the
+    # registry, so nothing from the request ever reaches a command line.
+    $path = Join-Path -Path $scriptFolder -ChildPath ($Name + '.ps1')
+    $arguments = '-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File "{0}"' -f $path
+    return New-ScheduledTaskAction -Execute $powershellExe -Argument $arguments
+}
+
+function New-OnceTrigger([DateTime]$AtUtc) {
+    # A start boundary in UTC ("synchronize across time zones"): a time zone or daylight-saving change on the
+    # device does not move the deadline or the expiry.
+    $trigger = New-ScheduledTaskTrigger -Once -At ($AtUtc.ToLocalTime())
+    $trigger.StartBoundary = Format-Stamp $AtUtc
+    return $trigger
+}
+
+function New-SystemPrincipal {
+    return New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+}
+
+function Remove-Task([string]$Name) {
+    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
+    if ($null -ne $task) {
+        if ($task.State -eq 'Running') {
+            # For the prompt this closes the window still on the user's screen.
+            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
+        }
+        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
+    }
+}
+
+function Register-ExpiryTask([DateTime]$ExpiresAt) {
+    # StartWhenAvailable: a device that was off or asleep at expires_at lapses the grant as soon as it can.
+    $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
+    Register-ScheduledTask -TaskName $expireTask -TaskPath '\' -Action (New-TaskScriptAction 'expire_session') -Trigger (New-OnceTrigger $ExpiresAt) -Principal (New-SystemPrincipal) -Settings $settings -Force | Out-Null
+}
+
+function Remove-ConsentRoute {
+    Remove-Task $promptTask
+    Remove-Task $applyConsentTask
+    foreach ($key in @($consentKey, $consentRequestKey)) {
+        if (Test-Path -LiteralPath $key) {
+            Remove-Item -LiteralPath $key -Recurse -Force
+        }
+    }
+}
+
+function Register-ConsentRoute($Session, $User) {
+    # One request at a time: a prompt left from an earlier request is closed first.
+    Remove-ConsentRoute
+    $requestedAt = ConvertFrom-Stamp ([string]$Session.requested_at) 'requested_at'
+    $deadline = $requestedAt.AddSeconds([int]$Session.confirmation_timeout_seconds)
+
+    New-Item -Path $consentRequestKey -Force | Out-Null
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'SessionId' -Value ([string]$Session.id) -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'UserName' -Value $User.name -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'UserSid' -Value $User.sid -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'Deadline' -Value (Format-Stamp $deadline) -Type String
+
+    # The prompt runs as the user, who may not write under HKLM:\SOFTWARE: this one key lets that user (and no
+    # other) set values. It is deleted once the answer is applied, and with it the grant.
+    New-Item -Path $consentKey -Force | Out-Null
+    $acl = Get-Acl -LiteralPath $consentKey
+    $userSid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $User.sid
+    $rights = [System.Security.AccessControl.RegistryRights]'ReadKey, SetValue'
+    $rule = New-Object -TypeName System.Security.AccessControl.RegistryAccessRule -ArgumentList $userSid, $rights, 'Allow'
+    $acl.AddAccessRule($rule)
+    Set-Acl -LiteralPath $consentKey -AclObject $acl
+
+    # SYSTEM applies the answer when the prompt reports it (event 1010), or the time-out at the deadline. Queue:
+    # an answer that arrives while the deadline run is busy is still looked at.
+    $eventTriggerClass = Get-CimClass -ClassName MSFT_TaskEventTrigger -Namespace 'Root/Microsoft/Windows/TaskScheduler'
+    $answered = New-CimInstance -CimClass $eventTriggerClass -ClientOnly
+    $answered.Enabled = $true
+    $answered.Subscription = '<QueryList><Query Id="0" Path="Application"><Select Path="Application">' +
+        "*[System[Provider[@Name='$eventSource'] and EventID=$consentAnsweredEventId]]" +
+        '</Select></Query></QueryList>'
+    $applySettings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances Queue -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
+    Register-ScheduledTask -TaskName $applyConsentTask -TaskPath '\' -Action (New-TaskScriptAction 'apply_consent') -Trigger @($answered, (New-OnceTrigger $deadline)) -Principal (New-SystemPrincipal) -Settings $applySettings -Force | Out-Null
+
+    # The prompt itself, in the user's own session (Interactive: it runs only while that user is logged on, on
+    # their desktop). Normal priority: tasks default to below normal, which makes a window slow to appear.
+    $seconds = [Math]::Max(60, [int]($deadline - [DateTime]::UtcNow).TotalSeconds + 60)
+    $promptSettings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -Priority 4 -ExecutionTimeLimit (New-TimeSpan -Seconds $seconds)
+    $promptPrincipal = New-ScheduledTaskPrincipal -UserId $User.name -LogonType Interactive -RunLevel Limited
+    Register-ScheduledTask -TaskName $promptTask -TaskPath '\' -Action (New-TaskScriptAction 'consent_prompt') -Principal $promptPrincipal -Settings $promptSettings -Force | Out-Null
+    Start-ScheduledTask -TaskName $promptTask -TaskPath '\'
+}
+
+function Stop-SessionActivities {
+    foreach ($key in $activityKeys) {
+        if (Test-Path -LiteralPath $key) {
+            Remove-Item -LiteralPath $key -Recurse -Force
+        }
+    }
+}
+
+# --- the audit trail ------------------------------------------------------------------------------------------------
+function Write-Audit($Audit) {
+    # Registering a source needs an administrator, which this script runs as; the SYSTEM tasks and the prompt
+    # (a standard user may write to the Application log) then write under the same source.
+    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
+        New-EventLog -LogName Application -Source $eventSource
+    }
+    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
+}
+
+# --- the compare-and-set ----------------------------------------------------------------------------------------------
+Assert-Input $InputObject
+$session = $InputObject.session
+$armsTasks = [bool]$InputObject.consent_prompt -or [bool]$InputObject.expiry_task
+
+$lock = Enter-SessionLock
+try {
+    $current = Read-SessionRecord
+    $currentVersion = 0
+    if ($null -ne $current) {
+        $currentVersion = [int]$current.version
+    }
+    $refused = $null
+    $user = $null
+    if ($currentVersion -ne [int]$InputObject.expected_version) {
+        $refused = 'version_conflict'
+    }
+    elseif ([bool]$InputObject.consent_prompt) {
+        $user = Get-InteractiveUser
+        if ($null -eq $user) {
+            $refused = 'no_interactive_user'
+        }
+    }
+
+    if ($null -eq $refused) {
+        if ($null -ne $InputObject.task_scripts) {
+            Install-TaskScripts $InputObject.task_scripts
+        }
+        elseif ($armsTasks) {
+            Assert-TaskScriptsInstalled
+        }
+        Write-SessionRecord $session
+        try {
+            if ([bool]$InputObject.consent_prompt) {
+                Register-ConsentRoute $session $user
+            }
+            else {
+                Remove-ConsentRoute
+            }
+            if ([bool]$InputObject.expiry_task) {
+                Register-ExpiryTask (ConvertFrom-Stamp ([string]$session.expires_at) 'expires_at')
+            }
+            else {
+                Remove-Task $expireTask
+            }
+            if ([bool]$InputObject.end_activities) {
+                Stop-SessionActivities
+            }
+            Write-Audit $InputObject.audit
+        }
+        catch {
+            # A pending request with no prompt, or a grant with no expiry, must not stay behind: put the record
+            # back as it was and report the failure.
+            Restore-SessionRecord $current
+            throw
+        }
+    }
+    $stored = Read-SessionRecord
+    $deviceTime = Format-Stamp ([DateTime]::UtcNow)
+}
+finally {
+    $lock.ReleaseMutex()
+    $lock.Dispose()
+}
+
+$result = [ordered]@{
+    script_version = 1
+    applied = ($null -eq $refused)
+    refused_reason = $refused
+    device_time = $deviceTime
+    session = $stored
+}
+ConvertTo-Json -InputObject $result -Compress -Depth 5

@@ -1,0 +1,267 @@
+# device-script: apply_consent
+# version: 1
+# contract: apply_consent.contract.json
+# Applies the client's answer to a pending support session, or its time-out. Runs as SYSTEM, started by the
+# scheduled task RemoteSupport-ApplyConsent when the prompt reports an answer (event 1010) and once at the
+# confirmation deadline; no controller is needed. Changes the record by compare-and-set under the same mutex as
+# set_support_session.ps1, so it never overwrites a change a specialist made meanwhile. See docs/consent-route.md.
+#
+# accept (answered by the deadline) -> authorized: authorized_at = now, expires_at = now + the record's ttl_seconds,
+#                                      confirmed_by = the prompted user; the expiry task is armed. Event 1001.
+# deny (answered by the deadline)   -> denied, confirmed_by = the prompted user. Event 1002.
+# no answer and the deadline passed -> timed_out, changed by "timer". Event 1003.
+param($InputObject)
+
+$ErrorActionPreference = 'Stop'
+
+$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
+$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
+$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
+$eventSource = 'RemoteSupport.Windows'
+$authorizedEventId = 1001
+$deniedEventId = 1002
+$timedOutEventId = 1003
+$timer = 'timer'
+$promptTask = 'RemoteSupport-ConsentPrompt'
+$expireTask = 'RemoteSupport-ExpireSession'
+$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
+$powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
+$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
+$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+
+# Record field -> registry value under the Session key (the same table as get_support_session.ps1).
+$recordValues = [ordered]@{
+    id = 'Id'
+    state = 'State'
+    requested_by = 'RequestedBy'
+    reason = 'Reason'
+    requested_at = 'RequestedAt'
+    confirmation_required = 'ConfirmationRequired'
+    confirmed_by = 'ConfirmedBy'
+    authorized_at = 'AuthorizedAt'
+    expires_at = 'ExpiresAt'
+    ended_by = 'EndedBy'
+    ended_at = 'EndedAt'
+    version = 'Version'
+    ttl_seconds = 'TtlSeconds'
+    confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
+    changed_by = 'ChangedBy'
+    changed_at = 'ChangedAt'
+}
+$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
+$integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
+
+function Format-Stamp([DateTime]$Moment) {
+    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
+}
+
+function ConvertFrom-Stamp([string]$Text) {
+    # $null when the text is not a timestamp.
+    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+    $moment = [DateTime]::MinValue
+    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
+        return $moment
+    }
+    return $null
+}
+
+function Enter-SessionLock {
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
+    try {
+        if (-not $mutex.WaitOne(30000)) {
+            $mutex.Dispose()
+            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
+        }
+    }
+    catch {
+        $inner = $_.Exception
+        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
+            $inner = $inner.InnerException
+        }
+        if ($null -eq $inner) {
+            throw
+        }
+    }
+    return $mutex
+}
+
+function Read-Key([string]$Path) {
+    if (-not (Test-Path -LiteralPath $Path)) {
+        return $null
+    }
+    return Get-Item -LiteralPath $Path
+}
+
+function Read-SessionRecord {
+    $key = Read-Key $sessionKey
+    if ($null -eq $key -or $null -eq $key.GetValue('Id')) {
+        return $null
+    }
+    $record = [ordered]@{}
+    foreach ($field in $recordValues.Keys) {
+        $valueName = $recordValues[$field]
+        $value = $key.GetValue($valueName)
+        if ($null -eq $value) {
+            if ($optionalFields -notcontains $field) {
+                throw ("The session record under {0} has no {1} value." -f $sessionKey, $valueName)
+            }
+            $record[$field] = $null
+        }
+        elseif ($field -eq 'confirmation_required') {
+            $record[$field] = ([int]$value -ne 0)
+        }
+        elseif ($integerFields -contains $field) {
+            $record[$field] = [int]$value
+        }
+        else {
+            $record[$field] = [string]$value
+        }
+    }
+    return $record
+}
+
+function Write-SessionRecord($Record) {
+    foreach ($field in $recordValues.Keys) {
+        $valueName = $recordValues[$field]
+        $value = $Record[$field]
+        if ($null -eq $value) {
+            Remove-ItemProperty -LiteralPath $sessionKey -Name $valueName -ErrorAction SilentlyContinue
+        }
+        elseif ($field -eq 'confirmation_required') {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int][bool]$value) -Type DWord
+        }
+        elseif ($integerFields -contains $field) {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int]$value) -Type DWord
+        }
+        else {
+            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([string]$value) -Type String
+        }
+    }
+}
+
+function Remove-Task([string]$Name) {
+    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
+    if ($null -ne $task) {
+        if ($task.State -eq 'Running') {
+            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
+        }
+        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
+    }
+}
+
+function Register-ExpiryTask([DateTime]$ExpiresAt) {
+    # As set_support_session.ps1 arms it: SYSTEM, once at expires_at (a UTC start boundary), run when available.
+    $path = Join-Path -Path $scriptFolder -ChildPath 'expire_session.ps1'
+    $arguments = '-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File "{0}"' -f $path
+    $action = New-ScheduledTaskAction -Execute $powershellExe -Argument $arguments
+    $trigger = New-ScheduledTaskTrigger -Once -At ($ExpiresAt.ToLocalTime())
+    $trigger.StartBoundary = Format-Stamp $ExpiresAt
+    $principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
+    $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
+    Register-ScheduledTask -TaskName $expireTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
+}
+
+function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
+    # The same wording as the controller's entries: who, what, when and the session id.
+    $reason = [string]$Record.reason
+    if (-not $reason) {
+        $reason = '(none given)'
+    }
+    $message = 'Support session {0}: {1} by {2} at {3}. Requested by {4}. Reason: {5}' -f $Record.id, $What, $Who, $Record.changed_at, $Record.requested_by, $reason
+    $entryType = 'Information'
+    if ($What -ne 'authorized') {
+        $entryType = 'Warning'
+    }
+    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
+        New-EventLog -LogName Application -Source $eventSource
+    }
+    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType $entryType -Message $message
+}
+
+$result = [ordered]@{
+    script_version = 1
+    device_time = $null
+    outcome = 'nothing_to_do'
+    session_id = $null
+    state = $null
+    version = $null
+}
+
+$lock = Enter-SessionLock
+try {
+    # Whole seconds, the resolution records are kept in.
+    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $now = ConvertFrom-Stamp $nowText
+    $result.device_time = $nowText
+    $record = Read-SessionRecord
+    $request = Read-Key $consentRequestKey
+    $pending = $null -ne $record -and $record.state -eq 'pending_confirmation' -and $null -ne $request -and [string]$request.GetValue('SessionId') -eq $record.id
+    if ($pending) {
+        $deadline = (ConvertFrom-Stamp $record.requested_at).AddSeconds($record.confirmation_timeout_seconds)
+        # Only the prompted user may write the Consent key, so the name SYSTEM recorded for the request is who
+        # answered; the name the prompt wrote is not trusted for it.
+        $promptedUser = [string]$request.GetValue('UserName')
+        $answer = $null
+        $consent = Read-Key $consentKey
+        if ($null -ne $consent -and [string]$consent.GetValue('SessionId') -eq $record.id) {
+            $given = [string]$consent.GetValue('Answer')
+            $answeredAt = ConvertFrom-Stamp ([string]$consent.GetValue('AnsweredAt'))
+            # An answer given after the deadline does not count: by then the request had timed out.
+            if (@('accept', 'deny') -contains $given -and $null -ne $answeredAt -and $answeredAt -le $deadline) {
+                $answer = $given.ToLowerInvariant()
+            }
+        }
+
+        $eventId = $null
+        $who = $null
+        if ($answer -eq 'accept') {
+            $record.state = 'authorized'
+            $record.confirmed_by = $promptedUser
+            $record.authorized_at = $nowText
+            $record.expires_at = Format-Stamp ($now.AddSeconds($record.ttl_seconds))
+            $who = $promptedUser
+            $eventId = $authorizedEventId
+        }
+        elseif ($answer -eq 'deny') {
+            $record.state = 'denied'
+            $record.confirmed_by = $promptedUser
+            $who = $promptedUser
+            $eventId = $deniedEventId
+        }
+        elseif ($now -ge $deadline) {
+            $record.state = 'timed_out'
+            $who = $timer
+            $eventId = $timedOutEventId
+        }
+
+        if ($null -ne $eventId) {
+            $record.version = $record.version + 1
+            $record.changed_by = $who
+            $record.changed_at = $nowText
+            Write-SessionRecord $record
+            if ($record.state -eq 'authorized') {
+                Register-ExpiryTask (ConvertFrom-Stamp $record.expires_at)
+            }
+            # The question is settled: close a window still open and take back the user's grant on the Consent key.
+            Remove-Task $promptTask
+            foreach ($key in @($consentKey, $consentRequestKey)) {
+                if (Test-Path -LiteralPath $key) {
+                    Remove-Item -LiteralPath $key -Recurse -Force
+                }
+            }
+            Write-Audit $eventId ($record.state -replace '_', ' ') $record $who
+            $result.outcome = $record.state
+        }
+    }
+    if ($null -ne $record) {
+        $result.session_id = $record.id
+        $result.state = $record.state
+        $result.version = $record.version
+    }
+}
+finally {
+    $lock.ReleaseMutex()
+    $lock.Dispose()
+}
+
+ConvertTo-Json -InputObject $result -Compress -Depth 4

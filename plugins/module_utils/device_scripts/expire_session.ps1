@@ -1,0 +1,112 @@
+# device-script: expire_session
+# version: 1
+# contract: expire_session.contract.json
+# Lapses the support session's authorization when its expires_at has come, on the device itself, whether or not a
+# controller ever returns. Runs as SYSTEM, started by the one-shot scheduled task RemoteSupport-ExpireSession at
+# expires_at (or as soon as the device can, when it was off or asleep then). The record decides, not the task:
+# a session renewed meanwhile has a later expires_at and is left alone. Compare-and-set under the same mutex as
+# set_support_session.ps1. Event 1004. See docs/consent-route.md.
+param($InputObject)
+
+$ErrorActionPreference = 'Stop'
+
+$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
+# Kept by remote control and file transfers (later versions): a lapsed grant ends them, as deauthorizing does.
+$activityKeys = @('HKLM:\SOFTWARE\RemoteSupport\RemoteControl', 'HKLM:\SOFTWARE\RemoteSupport\Transfers')
+$eventSource = 'RemoteSupport.Windows'
+$expiredEventId = 1004
+$timer = 'timer'
+$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
+$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+
+function Format-Stamp([DateTime]$Moment) {
+    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
+}
+
+function ConvertFrom-Stamp([string]$Text) {
+    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+    $moment = [DateTime]::MinValue
+    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
+        return $moment
+    }
+    return $null
+}
+
+function Enter-SessionLock {
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
+    try {
+        if (-not $mutex.WaitOne(30000)) {
+            $mutex.Dispose()
+            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
+        }
+    }
+    catch {
+        $inner = $_.Exception
+        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
+            $inner = $inner.InnerException
+        }
+        if ($null -eq $inner) {
+            throw
+        }
+    }
+    return $mutex
+}
+
+$result = [ordered]@{
+    script_version = 1
+    device_time = $null
+    outcome = 'nothing_to_do'
+    session_id = $null
+    state = $null
+    version = $null
+}
+
+$lock = Enter-SessionLock
+try {
+    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $now = ConvertFrom-Stamp $nowText
+    $result.device_time = $nowText
+    $key = $null
+    if (Test-Path -LiteralPath $sessionKey) {
+        $key = Get-Item -LiteralPath $sessionKey
+    }
+    if ($null -ne $key -and $null -ne $key.GetValue('Id')) {
+        $sessionId = [string]$key.GetValue('Id')
+        $state = [string]$key.GetValue('State')
+        $version = [int]$key.GetValue('Version')
+        $expiresAt = ConvertFrom-Stamp ([string]$key.GetValue('ExpiresAt'))
+        if ($state -eq 'authorized' -and $null -ne $expiresAt -and $expiresAt -le $now) {
+            # Only what the transition changes is written; the rest of the record stays as it is.
+            $version = $version + 1
+            $state = 'expired'
+            Set-ItemProperty -LiteralPath $sessionKey -Name 'State' -Value $state -Type String
+            Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedBy' -Value $timer -Type String
+            Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedAt' -Value $nowText -Type String
+            Set-ItemProperty -LiteralPath $sessionKey -Name 'Version' -Value $version -Type DWord
+            foreach ($activityKey in $activityKeys) {
+                if (Test-Path -LiteralPath $activityKey) {
+                    Remove-Item -LiteralPath $activityKey -Recurse -Force
+                }
+            }
+            $reason = [string]$key.GetValue('Reason')
+            if (-not $reason) {
+                $reason = '(none given)'
+            }
+            $message = 'Support session {0}: expired by {1} at {2}. Requested by {3}. Reason: {4}' -f $sessionId, $timer, $nowText, ([string]$key.GetValue('RequestedBy')), $reason
+            if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
+                New-EventLog -LogName Application -Source $eventSource
+            }
+            Write-EventLog -LogName Application -Source $eventSource -EventId $expiredEventId -EntryType Information -Message $message
+            $result.outcome = 'expired'
+        }
+        $result.session_id = $sessionId
+        $result.state = $state
+        $result.version = $version
+    }
+}
+finally {
+    $lock.ReleaseMutex()
+    $lock.Dispose()
+}
+
+ConvertTo-Json -InputObject $result -Compress -Depth 4

@@ -44,6 +44,10 @@ AUDIT_EVENT_IDS = {
 }
 
 
+# Device-side scripts the session's scheduled tasks run (see docs/consent-route.md).
+TASK_SCRIPTS = ("consent_prompt", "apply_consent", "expire_session")
+
+
 class SessionError(Exception):
     """The task cannot do what was asked; the message says what happened and what to do."""
 
@@ -85,14 +89,19 @@ def write_record(shell: t.Any, view: DeviceView, record: sm.SessionRecord, what:
                  end_activities: bool = False) -> DeviceView:
     """Compare-and-set of `record` over the version just read; arms or withdraws the device-side tasks."""
     expected_version = 0 if view.record is None else view.record.version
-    answer = shell.run(device_script.load("set_support_session"), {
+    request = {
         "expected_version": expected_version,
         "session": record.to_dict(),
         "audit": audit_entry(what, record, who),
         "consent_prompt": record.state == "pending_confirmation",
         "expiry_task": record.state == "authorized",
         "end_activities": end_activities,
-    })
+    }
+    if request["consent_prompt"] or request["expiry_task"]:
+        # The device's scheduled tasks run these scripts without any controller: ship the versions this
+        # collection expects with every arming, so a device never runs stale ones.
+        request["task_scripts"] = {name: device_script.load(name).text for name in TASK_SCRIPTS}
+    answer = shell.run(device_script.load("set_support_session"), request)
     stored = _view(answer["device_time"], view.policy, view.interactive_user, answer["session"])
     if answer["refused_reason"] == "version_conflict":
         raise SessionError(str(sm.SessionConflict(expected_version, stored.record)))

@@ -34,7 +34,8 @@ CONTRACTS = {name: _contract(name) for name in ("get_device_facts", "get_support
 @pytest.fixture(autouse=True)
 def scripts_by_name(monkeypatch):
     """The fake device dispatches on the script's name only; its text and contract are checked elsewhere."""
-    monkeypatch.setattr(support_session.device_script, "load", lambda name: types.SimpleNamespace(name=name))
+    monkeypatch.setattr(support_session.device_script, "load",
+                        lambda name: types.SimpleNamespace(name=name, text=f"# device-script: {name}\n"))
 
 
 class FakeDevice:
@@ -141,6 +142,7 @@ def test_client_accepts_then_authorized_for_the_ttl():
     first_write = device.writes[0]
     assert first_write["consent_prompt"] is True and first_write["expiry_task"] is False
     assert first_write["audit"]["event_id"] == 1000
+    assert set(first_write["task_scripts"]) == {"consent_prompt", "apply_consent", "expire_session"}
     assert record["id"] in first_write["audit"]["message"] and "jdoe" in first_write["audit"]["message"]
 
 

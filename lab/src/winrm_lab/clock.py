@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
+import typing as t
 
 
 class DeviceClock:
@@ -13,6 +14,11 @@ class DeviceClock:
     def __init__(self, offset_seconds: float = 0.0) -> None:
         self._offset = float(offset_seconds)
         self._lock = threading.Lock()
+        # Called after every advance (from whichever thread advanced): the task scheduler re-reads its due times.
+        self._listeners: list[t.Callable[[], None]] = []
+
+    def add_listener(self, listener: t.Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     @property
     def offset_seconds(self) -> float:
@@ -30,3 +36,5 @@ class DeviceClock:
             raise ValueError("a device clock only moves forward")
         with self._lock:
             self._offset += seconds
+        for listener in list(self._listeners):
+            listener()

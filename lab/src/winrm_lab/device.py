@@ -14,6 +14,7 @@ import threading
 import typing as t
 
 from .clock import DeviceClock
+from .tasks import DeviceTasks
 
 # Registry root under which the collection keeps its device-side state (policy, sessions, agent check-in).
 COLLECTION_REGISTRY_KEY = r"HKLM:\SOFTWARE\RemoteSupport"
@@ -80,6 +81,19 @@ class Agent:
     interval_seconds: int = 60
     # Device time of the last check-in when the agent is stopped (None: never checked in).
     stopped_last_checkin: datetime.datetime | None = None
+
+
+@dataclasses.dataclass
+class PromptShown:
+    """A window a program showed on the interactive user's desktop (the consent prompt), and how it closed."""
+
+    user: str  # DOMAIN\user whose desktop it appeared on
+    title: str
+    text: str
+    timeout_seconds: int
+    shown_at: datetime.datetime  # device time
+    closed_at: datetime.datetime | None = None
+    result: str | None = None  # yes | no | timed_out | closed (its process ended first); None while open
 
 
 @dataclasses.dataclass
@@ -187,6 +201,9 @@ class Device:
     clock: DeviceClock = dataclasses.field(default_factory=DeviceClock)
     registry: Registry = dataclasses.field(default_factory=Registry)
     event_log: list[EventLogEntry] = dataclasses.field(default_factory=list)
+    # The device's Task Scheduler (tasks.py) and the prompts shown on the interactive user's desktop.
+    tasks: DeviceTasks = dataclasses.field(default_factory=DeviceTasks)
+    prompts: list[PromptShown] = dataclasses.field(default_factory=list)
     # Directory standing for the device's drives: C:\Users\x is <file_root>/C/Users/x.
     file_root: pathlib.Path | None = None
     # Free space the device reports for its drives, in bytes.
@@ -202,6 +219,7 @@ class Device:
         if not self.inventory_host:
             self.inventory_host = self.address
         self.lock = threading.RLock()
+        self.tasks.device = self
 
     # The agent's heartbeat is derived rather than driven by a timer per device, so 1,000 devices cost nothing
     # while idle: a running agent last checked in at the most recent multiple of its interval.
@@ -222,7 +240,9 @@ class Device:
 
     def write_event(self, source: str, event_id: int, entry_type: str, message: str, log: str = "Application") -> None:
         with self.lock:
-            self.event_log.append(EventLogEntry(log, source, event_id, entry_type, message, self.clock.now()))
+            entry = EventLogEntry(log, source, event_id, entry_type, message, self.clock.now())
+            self.event_log.append(entry)
+        self.tasks.event_written(entry)  # event-triggered scheduled tasks
 
     def windows_path(self, path: str) -> pathlib.Path:
         """Maps a Windows path (C:\\x\\y) to where the lab keeps it on disk. Raises ValueError for other forms."""

@@ -30,12 +30,23 @@ class ReceiveResult:
     exit_code: int | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """Who a process runs as and in which Windows logon session. WinRS commands have none set: they run as the
+    WinRM caller in session 0, which has no desktop; scheduled tasks set it (SYSTEM in session 0, or the
+    interactive user in their own session)."""
+
+    user: str  # DOMAIN\user, or NT AUTHORITY\SYSTEM
+    session_id: int = 0
+
+
 class ProcessIO:
     """What an emulated program sees: its arguments, environment, stdin and output streams."""
 
     def __init__(self, device: t.Any, command: str, arguments: list[str], environment: dict[str, str],
-                 codepage: int, working_directory: str | None) -> None:
+                 codepage: int, working_directory: str | None, identity: Identity | None = None) -> None:
         self.device = device
+        self.identity = identity
         self.command = command
         self.arguments = arguments
         self.environment = environment

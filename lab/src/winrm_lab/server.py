@@ -31,6 +31,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from . import auth, pki, wsman
+from .tasks import TaskScheduler
 from .winrs import Caller, WinRSService
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class LabServer:
         self.ca = ca or pki.CertificateAuthority.create(f"{base}/pki")
         self.authenticator = auth.Authenticator(f"{base}/ntlm" if work_dir else None)
         self.winrs = WinRSService()
+        self.scheduler = TaskScheduler(self.devices)  # every device's Task Scheduler, on this server's loop
         self._listeners: dict[str, list[_Listener]] = {}  # device name -> its bound listeners
         self._dropped_bytes: dict[str, int] = {}  # device name -> request bytes seen since drop_after_bytes was set
         self._sweeper: asyncio.Task[None] | None = None
@@ -109,8 +111,10 @@ class LabServer:
             await self.stop()
             raise
         self._sweeper = self._loop.create_task(self._sweep_idle_shells())
+        await self.scheduler.start()
 
     async def stop(self) -> None:
+        await self.scheduler.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,15 +8,17 @@ scripts) in powershell.py. Anything else fails the way Windows fails.
 
 from __future__ import annotations
 
-from ..process import Process, ProcessIO
+from ..process import Identity, Process, ProcessIO
 
 
 def start_command(device, command: str, arguments: list[str], *, skip_cmd_shell: bool, codepage: int,
-                  environment: dict[str, str], working_directory: str | None) -> Process:
-    """Starts `command` with `arguments` on `device` and returns the running process."""
+                  environment: dict[str, str], working_directory: str | None,
+                  identity: Identity | None = None) -> Process:
+    """Starts `command` with `arguments` on `device` and returns the running process. `identity`: who runs it and
+    in which logon session (None: the WinRM caller, in session 0)."""
     from . import cmd  # imported here so each module can import this package's helpers without a cycle
 
-    io = ProcessIO(device, command, list(arguments), dict(environment), codepage, working_directory)
+    io = ProcessIO(device, command, list(arguments), dict(environment), codepage, working_directory, identity)
     if skip_cmd_shell:
         program = cmd.direct_program(command, arguments)
     else:

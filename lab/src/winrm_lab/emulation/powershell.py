@@ -347,6 +347,15 @@ async def run_bootstrap(io: ProcessIO) -> int:
         header = script_header(script_text)
         unknown = header.get("device-script") or (first_command(script_text) or CommandToken("", 0, 0, "")).name
         return await fail(command_not_found_message(unknown or script_text.split()[0]))
+    return await run_known_script(io, known, script_input)
+
+
+async def run_known_script(io: ProcessIO, known: KnownScript, script_input: t.Any) -> int:
+    """Runs a device script's emulation as the script would run: input checked against the contract, the result
+    checked and written as one JSON line, a script error as its message on stderr with exit code 1."""
+    async def fail(message: str) -> int:
+        await io.write_stderr((message + "\r\n").encode("utf-8"))
+        return 1
 
     errors = sorted(jsonschema.Draft202012Validator(known.contract["input"]).iter_errors(script_input),
                     key=lambda e: list(e.absolute_path))
@@ -355,7 +364,12 @@ async def run_bootstrap(io: ProcessIO) -> int:
         return await fail(f"Cannot validate argument on parameter 'InputObject'. {where}: {errors[0].message}")
 
     try:
-        result = known.emulation.run(io.device, script_input)
+        run = known.emulation.run
+        # Emulations that care who runs them and where (the consent prompt) take the process as `io`.
+        if "io" in inspect.signature(run).parameters:
+            result = run(io.device, script_input, io=io)
+        else:
+            result = run(io.device, script_input)
         if inspect.isawaitable(result):
             result = await result
     except DeviceScriptError as error:
@@ -418,5 +432,11 @@ async def _run_file(io: ProcessIO, file: str) -> int:
         await io.write_stderr(f"The argument '{file}' to the -File parameter does not exist. Provide the path to an "
                               "existing '.ps1' file as an argument to the -File parameter.\r\n")
         return EXIT_BAD_COMMAND_LINE
-    await io.write_stderr(command_not_found_record(path.read_text(encoding="utf-8-sig", errors="replace")))
+    script_text = path.read_text(encoding="utf-8-sig", errors="replace")
+    # A device script the lab emulates (how the scheduled tasks run the consent route's scripts): -File passes no
+    # arguments, so its $InputObject is $null.
+    known = identify_script(script_text)
+    if known is not None:
+        return await run_known_script(io, known, None)
+    await io.write_stderr(command_not_found_record(script_text))
     return 1

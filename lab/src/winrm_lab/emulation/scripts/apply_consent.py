@@ -1,0 +1,69 @@
+"""Emulation of apply_consent.ps1, version 1: the client's answer or the time-out, applied by compare-and-set."""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+
+from ...device import Device
+from .. import session
+
+VERSION = 1
+
+
+def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
+    events = session.audit_events("apply_consent")
+    registry = device.registry
+    result: dict[str, t.Any] = {"script_version": VERSION, "device_time": None, "outcome": "nothing_to_do",
+                                "session_id": None, "state": None, "version": None}
+    with device.lock:  # the mutex Global\RemoteSupport.Session
+        now = session.device_now(device)
+        result["device_time"] = session.stamp(now)
+        record = session.read_record(device)
+        pending = (record is not None and record["state"] == "pending_confirmation"
+                   and registry.key_exists(session.CONSENT_REQUEST_KEY)
+                   and registry.get(session.CONSENT_REQUEST_KEY, "SessionId") == record["id"])
+        if pending:
+            _settle(device, record, now, events)
+            if record["state"] != "pending_confirmation":
+                result["outcome"] = record["state"]
+        if record is not None:
+            result.update(session_id=record["id"], state=record["state"], version=record["version"])
+    return result
+
+
+def _settle(device: Device, record: dict[str, t.Any], now: datetime.datetime, events: dict[str, int]) -> None:
+    registry = device.registry
+    deadline = session.parse_stamp(record["requested_at"]) + datetime.timedelta(
+        seconds=record["confirmation_timeout_seconds"])
+    # The name SYSTEM recorded for the request is who answered: only that user may write the Consent key.
+    prompted_user = str(registry.get(session.CONSENT_REQUEST_KEY, "UserName"))
+    answer = None
+    if registry.key_exists(session.CONSENT_KEY) and registry.get(session.CONSENT_KEY, "SessionId") == record["id"]:
+        given = str(registry.get(session.CONSENT_KEY, "Answer", "")).lower()
+        answered_at = session.parse_stamp(registry.get(session.CONSENT_KEY, "AnsweredAt"))
+        if given in ("accept", "deny") and answered_at is not None and answered_at <= deadline:
+            answer = given  # an answer after the deadline does not count: the request had timed out
+    if answer == "accept":
+        record.update(state="authorized", confirmed_by=prompted_user, authorized_at=session.stamp(now),
+                      expires_at=session.stamp(now + datetime.timedelta(seconds=record["ttl_seconds"])))
+        who = prompted_user
+    elif answer == "deny":
+        record.update(state="denied", confirmed_by=prompted_user)
+        who = prompted_user
+    elif now >= deadline:
+        record.update(state="timed_out")
+        who = session.TIMER
+    else:
+        return  # started early (an unrelated event 1010): nothing to settle yet
+    record.update(version=record["version"] + 1, changed_by=who, changed_at=session.stamp(now))
+    session.write_record(device, record)
+    if record["state"] == "authorized":
+        session.arm_expiry(device, session.parse_stamp(record["expires_at"]))
+    # Settled: close a window still open, take back the user's grant on the Consent key.
+    session.remove_task(device, session.PROMPT_TASK)
+    registry.delete_key(session.CONSENT_KEY)
+    registry.delete_key(session.CONSENT_REQUEST_KEY)
+    entry_type = "Information" if record["state"] == "authorized" else "Warning"
+    session.audit(device, events[record["state"]], entry_type,
+                  session.audit_message(record, record["state"], who, record["changed_at"]))

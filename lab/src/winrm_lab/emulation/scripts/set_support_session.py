@@ -1,0 +1,70 @@
+"""Emulation of set_support_session.ps1, version 1: compare-and-set of the session record, the consent route, the
+expiry task, ending activities and the audit entry, in the script's order."""
+
+from __future__ import annotations
+
+import typing as t
+
+from ...device import Device
+from .. import session
+from . import DeviceScriptError
+
+VERSION = 1
+
+_TIMESTAMPS = ("requested_at", "authorized_at", "expires_at", "ended_at", "changed_at")
+
+
+def _check(script_input: dict[str, t.Any]) -> None:
+    """Assert-Input: what the contract's schema cannot say."""
+    record, expected = script_input["session"], script_input["expected_version"]
+    if record["version"] <= expected:
+        raise DeviceScriptError(f"session.version ({record['version']}) must be greater than expected_version "
+                                f"({expected}).")
+    for field in _TIMESTAMPS:
+        if record[field] is not None and session.parse_stamp(record[field]) is None:
+            raise DeviceScriptError(f"session.{field} is '{record[field]}', not a YYYY-MM-DDTHH:MM:SSZ timestamp.")
+    if script_input["expiry_task"] and record["expires_at"] is None:
+        raise DeviceScriptError("expiry_task needs session.expires_at.")
+
+
+def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
+    _check(script_input)
+    record = script_input["session"]
+    arms_tasks = script_input["consent_prompt"] or script_input["expiry_task"]
+    with device.lock:  # the mutex Global\RemoteSupport.Session, from the read to the write
+        current = session.read_record(device)
+        current_version = 0 if current is None else current["version"]
+        refused = None
+        user = None
+        if current_version != script_input["expected_version"]:
+            refused = "version_conflict"
+        elif script_input["consent_prompt"]:
+            user = session.interactive_user(device)
+            if user is None:
+                refused = "no_interactive_user"
+        if refused is None:
+            if script_input.get("task_scripts") is not None:
+                session.install_task_scripts(device, script_input["task_scripts"])
+            elif arms_tasks:
+                session.assert_task_scripts_installed(device)
+            session.write_record(device, record)
+            try:
+                if script_input["consent_prompt"]:
+                    session.arm_consent_route(device, record, user)
+                else:
+                    session.withdraw_consent_route(device)
+                if script_input["expiry_task"]:
+                    session.arm_expiry(device, session.parse_stamp(record["expires_at"]))
+                else:
+                    session.remove_task(device, session.EXPIRE_TASK)
+                if script_input["end_activities"]:
+                    session.end_activities(device)
+                audit = script_input["audit"]
+                session.audit(device, audit["event_id"], audit["entry_type"], audit["message"])
+            except Exception:
+                session.restore_record(device, current)  # no pending request without its prompt
+                raise
+        stored = session.read_record(device)
+        device_time = session.stamp(device.clock.now())
+    return {"script_version": VERSION, "applied": refused is None, "refused_reason": refused,
+            "device_time": device_time, "session": stored}

@@ -113,6 +113,8 @@ def apply_user(device: Device, body: t.Any, replace: bool) -> None:
         if replace:
             if not isinstance(body.get("name"), str) or not body["name"]:
                 raise BadRequest("name (DOMAIN\\user) is required to log a user on")
+            if device.interactive_user is not None:
+                device.tasks.user_logged_off(device.interactive_user.name)  # the one before is logged off
             device.interactive_user = InteractiveUser(**body)
         else:
             if device.interactive_user is None:
@@ -127,6 +129,8 @@ def apply_user(device: Device, body: t.Any, replace: bool) -> None:
 def log_user_off(device: Device) -> None:
     with device.lock:
         if device.interactive_user is not None:
+            # Logging off ends the processes of the user's session: a prompt on the screen closes unanswered.
+            device.tasks.user_logged_off(device.interactive_user.name)
             device.write_event("Microsoft-Windows-Winlogon", 7002, "Information",
                                f"User Logoff Notification for Customer Experience Improvement Program: "
                                f"{device.interactive_user.name}", log="System")
@@ -256,6 +260,19 @@ def events(device: Device, log: str | None, since: str | None) -> list[dict[str,
         for e in entries
         if (log is None or e.log.lower() == log.lower()) and (threshold is None or e.time_generated >= threshold)
     ]
+
+
+def scheduled_tasks(device: Device) -> list[dict[str, t.Any]]:
+    """The device's registered scheduled tasks, as Get-ScheduledTask and Get-ScheduledTaskInfo show them."""
+    return [task.as_dict() for task in sorted(device.tasks.all(), key=lambda task: task.name.lower())]
+
+
+def prompts(device: Device) -> list[dict[str, t.Any]]:
+    """The windows shown on the interactive user's desktop (consent prompts), oldest first."""
+    with device.lock:
+        shown = list(device.prompts)
+    return [{"user": p.user, "title": p.title, "text": p.text, "timeout_seconds": p.timeout_seconds,
+             "shown_at": _utc(p.shown_at), "closed_at": _utc(p.closed_at), "result": p.result} for p in shown]
 
 
 def _device_path(device: Device, path: str | None) -> pathlib.Path:
@@ -390,6 +407,8 @@ class ControlSurface:
             web.patch("/devices/{name}/service", self.patch_service),
             web.post("/devices/{name}/clock/advance", self.advance_device_clock),
             web.get("/devices/{name}/events", self.get_events),
+            web.get("/devices/{name}/tasks", self.get_tasks),
+            web.get("/devices/{name}/prompts", self.get_prompts),
             web.get("/devices/{name}/files", self.get_files),
             web.put("/devices/{name}/files", self.put_file),
             web.delete("/devices/{name}/files", self.delete_file),
@@ -467,6 +486,12 @@ class ControlSurface:
     async def get_events(self, request: web.Request) -> web.Response:
         device = self._device(request)
         return web.json_response(events(device, request.query.get("log"), request.query.get("since")))
+
+    async def get_tasks(self, request: web.Request) -> web.Response:
+        return web.json_response(scheduled_tasks(self._device(request)))
+
+    async def get_prompts(self, request: web.Request) -> web.Response:
+        return web.json_response(prompts(self._device(request)))
 
     async def get_files(self, request: web.Request) -> web.Response:
         path = request.query.get("path")
@@ -629,6 +654,12 @@ class ControlClient:
     def events(self, name: str, log: str | None = None, since: str | None = None) -> list[dict[str, t.Any]]:
         query = {k: v for k, v in (("log", log), ("since", since)) if v is not None}
         return self.request("GET", f"/devices/{self._name(name)}/events", query=query or None)
+
+    def tasks(self, name: str) -> list[dict[str, t.Any]]:
+        return self.request("GET", f"/devices/{self._name(name)}/tasks")
+
+    def prompts(self, name: str) -> list[dict[str, t.Any]]:
+        return self.request("GET", f"/devices/{self._name(name)}/prompts")
 
     def list_files(self, name: str, path: str) -> list[dict[str, t.Any]]:
         found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})

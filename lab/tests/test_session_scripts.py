@@ -70,10 +70,10 @@ class SessionDevice:
     """One lab device, driven as the controller drives it: device scripts over WinRM, the scene set through the
     control surface."""
 
-    def __init__(self, lab: t.Any, entry: dict[str, t.Any]) -> None:
+    def __init__(self, lab: t.Any, entry: dict[str, t.Any], protocol: t.Any = None) -> None:
         self.lab, self.entry, self.name = lab, entry, entry["name"]
-        self.control = lab.control
-        self.protocol = protocol_for(entry, lab.manifest["ca_file"])
+        self.control = getattr(lab, "control", None)
+        self.protocol = protocol or protocol_for(entry, lab.manifest["ca_file"])
         self.user = entry["interactive_user"]["name"]
 
     # device scripts ---------------------------------------------------------------------------------------------
@@ -437,3 +437,41 @@ def test_event_ids_agree_everywhere():
                         "timed_out": TIMED_OUT, "expired": EXPIRED}
     assert all(controller[what] == event_id for what, event_id in declared.items() if what in controller)
     assert pathlib.Path(SCRIPTS.parents[2] / "docs" / "consent-route.md").read_text(encoding="utf-8").count("| 10") >= 9
+
+
+# --- ending activities -------------------------------------------------------------------------------------------------
+def test_ending_the_grant_starts_the_remote_control_end_task(start_lab):
+    """Remote control ends itself (stop_remote_control undoes what it changed): deauthorizing, and the expiry, start
+    its task RemoteSupport-EndRemoteControl when one is registered, rather than touching its state."""
+    import winrm
+
+    from conftest import PASSWORD, USER
+    from winrm_lab.tasks import ScheduledTask
+
+    running = start_lab(1)
+    lab_device = running.device
+    lab_device.tasks.register(ScheduledTask(
+        name="RemoteSupport-EndRemoteControl", execute="powershell.exe", user_id="SYSTEM",
+        arguments=r'-NoProfile -File "C:\ProgramData\RemoteSupport\scripts\stop_remote_control.ps1"'))
+    protocol = winrm.Protocol(running.http_url(), transport="ntlm", username=USER, password=PASSWORD,
+                              ca_trust_path=str(running.ca.ca_path))
+    device = SessionDevice(running, {"name": lab_device.name, "interactive_user": {"name": "CONTOSO\\ana"}},
+                           protocol)
+
+    now = device.get()["device_time"]
+    record = request_record(now, confirmation_required=False)
+    device.set(0, record, "authorized", expiry_task=True)
+    ended = dict(record, state="deauthorized", ended_by="jdoe", ended_at=now, changed_at=now, version=2)
+    device.set(1, ended, "deauthorized", end_activities=True)
+    end_task = lab_device.tasks.get("RemoteSupport-EndRemoteControl")
+    deadline = time.monotonic() + 5
+    while end_task.runs < 1:
+        assert time.monotonic() < deadline, "RemoteSupport-EndRemoteControl was not started"
+        time.sleep(0.05)
+
+    device.set(2, dict(record, version=3), "authorized", expiry_task=True)
+    lab_device.clock.advance(3601)
+    while end_task.runs < 2:
+        assert time.monotonic() < deadline + 5, "the expiry did not start RemoteSupport-EndRemoteControl"
+        time.sleep(0.05)
+    assert lab_device.registry.get(SESSION_KEY, "State") == "expired"

@@ -175,7 +175,7 @@ function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
     if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
         New-EventLog -LogName Application -Source $eventSource
     }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType $entryType -Message $message
+    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType $entryType -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
 }
 
 $result = [ordered]@{

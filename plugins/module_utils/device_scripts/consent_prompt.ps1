@@ -128,7 +128,7 @@ else {
                 }
                 $message = "Support session ${sessionId}: consent answered ($answer) by $($me.Name) at $answeredAt. " +
                     "Requested by $requestedBy. Reason: $fullReason"
-                Write-EventLog -LogName Application -Source $eventSource -EventId $consentAnsweredEventId -EntryType Information -Message $message
+                Write-EventLog -LogName Application -Source $eventSource -EventId $consentAnsweredEventId -EntryType Information -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
             }
         }
     }

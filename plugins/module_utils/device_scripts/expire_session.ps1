@@ -11,8 +11,8 @@ param($InputObject)
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-# Kept by remote control and file transfers (later versions): a lapsed grant ends them, as deauthorizing does.
-$activityKeys = @('HKLM:\SOFTWARE\RemoteSupport\RemoteControl', 'HKLM:\SOFTWARE\RemoteSupport\Transfers')
+# Remote control ends itself through this task (stop_remote_control.ps1) once the session is no longer authorized.
+$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
 $eventSource = 'RemoteSupport.Windows'
 $expiredEventId = 1004
 $timer = 'timer'
@@ -83,10 +83,9 @@ try {
             Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedBy' -Value $timer -Type String
             Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedAt' -Value $nowText -Type String
             Set-ItemProperty -LiteralPath $sessionKey -Name 'Version' -Value $version -Type DWord
-            foreach ($activityKey in $activityKeys) {
-                if (Test-Path -LiteralPath $activityKey) {
-                    Remove-Item -LiteralPath $activityKey -Recurse -Force
-                }
+            # Remote control ends with the grant, as deauthorizing ends it; its task waits for this mutex.
+            if ($null -ne (Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue)) {
+                Start-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\'
             }
             $reason = [string]$key.GetValue('Reason')
             if (-not $reason) {
@@ -96,7 +95,7 @@ try {
             if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
                 New-EventLog -LogName Application -Source $eventSource
             }
-            Write-EventLog -LogName Application -Source $eventSource -EventId $expiredEventId -EntryType Information -Message $message
+            Write-EventLog -LogName Application -Source $eventSource -EventId $expiredEventId -EntryType Information -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
             $result.outcome = 'expired'
         }
         $result.session_id = $sessionId

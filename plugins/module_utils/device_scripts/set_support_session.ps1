@@ -22,8 +22,9 @@ $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
 # The only key the prompted user may write: their answer. Recreated for every request, with that user's grant.
 $consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
-# Kept by remote control and file transfers (later versions): removing them ends their grant.
-$activityKeys = @('HKLM:\SOFTWARE\RemoteSupport\RemoteControl', 'HKLM:\SOFTWARE\RemoteSupport\Transfers')
+# Remote control ends itself through this task (stop_remote_control.ps1, which undoes what it changed): it ends the
+# grant once the session is no longer the authorized one it was given for.
+$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
 
 $eventSource = 'RemoteSupport.Windows'
 $consentAnsweredEventId = 1010
@@ -361,21 +362,29 @@ function Register-ConsentRoute($Session, $User) {
 }
 
 function Stop-SessionActivities {
-    foreach ($key in $activityKeys) {
-        if (Test-Path -LiteralPath $key) {
-            Remove-Item -LiteralPath $key -Recurse -Force
-        }
+    # Started now rather than at its own time; it waits for this script's mutex, so it reads the record just
+    # written. File transfers need nothing here: each chunk checks the session before it moves.
+    if ($null -ne (Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue)) {
+        Start-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\'
     }
 }
 
 # --- the audit trail ------------------------------------------------------------------------------------------------
+function Limit-EventMessage([string]$Message) {
+    # An event's message holds at most 31,839 characters; a longer one (a long reason) would fail the write.
+    if ($Message.Length -gt 31000) {
+        return $Message.Substring(0, 31000)
+    }
+    return $Message
+}
+
 function Write-Audit($Audit) {
     # Registering a source needs an administrator, which this script runs as; the SYSTEM tasks and the prompt
     # (a standard user may write to the Application log) then write under the same source.
     if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
         New-EventLog -LogName Application -Source $eventSource
     }
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
+    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message (Limit-EventMessage ([string]$Audit.message))
 }
 
 # --- the compare-and-set ----------------------------------------------------------------------------------------------

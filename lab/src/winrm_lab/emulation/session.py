@@ -29,8 +29,6 @@ SESSION_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Session"
 POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
 CONSENT_REQUEST_KEY = r"HKLM:\SOFTWARE\RemoteSupport\ConsentRequest"
 CONSENT_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Consent"
-# Kept by remote control and file transfers (later versions); removing them ends their grant.
-ACTIVITY_KEYS = (r"HKLM:\SOFTWARE\RemoteSupport\RemoteControl", r"HKLM:\SOFTWARE\RemoteSupport\Transfers")
 
 EVENT_SOURCE = "RemoteSupport.Windows"
 TIMER = "timer"
@@ -38,6 +36,8 @@ TIMER = "timer"
 PROMPT_TASK = "RemoteSupport-ConsentPrompt"
 APPLY_CONSENT_TASK = "RemoteSupport-ApplyConsent"
 EXPIRE_TASK = "RemoteSupport-ExpireSession"
+# Remote control ends itself through this task (stop_remote_control) once the session is no longer authorized.
+END_REMOTE_CONTROL_TASK = "RemoteSupport-EndRemoteControl"
 TASK_SCRIPT_NAMES = ("consent_prompt", "apply_consent", "expire_session")
 SCRIPTS_FOLDER = r"C:\ProgramData\RemoteSupport\scripts"
 POWERSHELL = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
@@ -93,7 +93,13 @@ def audit_message(record: dict[str, t.Any], what: str, who: str, when: str) -> s
             f"Requested by {record['requested_by']}. Reason: {record['reason'] or '(none given)'}")
 
 
+# An event's message holds at most 31,839 characters: the scripts cut longer ones (a long reason) here.
+EVENT_MESSAGE_LIMIT = 31000
+
+
 def audit(device: Device, event_id: int, entry_type: str, message: str) -> None:
+    if len(message) > EVENT_MESSAGE_LIMIT:
+        message = message[:EVENT_MESSAGE_LIMIT]
     device.write_event(EVENT_SOURCE, event_id, entry_type, message)
 
 
@@ -280,5 +286,7 @@ def arm_consent_route(device: Device, record: t.Mapping[str, t.Any], user: t.Map
 
 
 def end_activities(device: Device) -> None:
-    for key in ACTIVITY_KEYS:
-        device.registry.delete_key(key)
+    """Starts the remote-control end task when one is registered (it waits for the lock, so it reads the record
+    just written). File transfers check the session before every chunk and need nothing here."""
+    if device.tasks.get(END_REMOTE_CONTROL_TASK) is not None:
+        device.tasks.start(END_REMOTE_CONTROL_TASK)

@@ -41,7 +41,16 @@ $integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
 function Enter-SessionLock {
     # The writers (set_support_session over WinRM, apply_consent and expire_session as SYSTEM) change the record
     # value by value while holding this machine-wide mutex; holding it while reading gives one consistent record.
-    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
+    # Created with an explicit DACL: whoever creates it first (an administrator over WinRM, or a SYSTEM task), both
+    # may open and release it. With the creator's default DACL, a mutex SYSTEM made would be read-only to
+    # Administrators. Only administrators and services may create Global\ objects, so no user can squat the name.
+    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
+    foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
+        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
+        $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
+    }
+    $createdNew = $false
+    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
     try {
         if (-not $mutex.WaitOne(30000)) {
             $mutex.Dispose()

@@ -52,6 +52,6 @@ $result = [ordered]@{
     os_version = [string]$os.Version
     os_product_type = [int]$os.ProductType
     last_checkin = $lastCheckIn
-    device_time = [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ')
+    device_time = [DateTime]::UtcNow.ToString('yyyy-MM-ddTHH:mm:ssZ', [Globalization.CultureInfo]::InvariantCulture)
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 4

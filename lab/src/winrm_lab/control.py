@@ -71,6 +71,11 @@ def device_state(device: Device) -> dict[str, t.Any]:
                 "running": device.agent.running,
                 "interval_seconds": device.agent.interval_seconds,
                 "last_checkin": _utc(device.last_checkin()),
+                "heartbeat_task": None if device.agent.heartbeat_task is None else {
+                    **dataclasses.asdict(device.agent.heartbeat_task),
+                    "registered_at": _utc(device.agent.heartbeat_task.registered_at),
+                    "state": "Ready" if device.agent.running else "Disabled",
+                },
             },
             "clock": {"device_time": _utc(device.clock.now()), "offset_seconds": device.clock.offset_seconds},
             "service": dataclasses.asdict(device.service),

@@ -74,6 +74,18 @@ class Hardware:
 
 
 @dataclasses.dataclass
+class HeartbeatTask:
+    """The check-in task (RemoteSupport-Heartbeat) as install_agent.ps1 registers it: the agent's heartbeat.ps1, run
+    as SYSTEM every `interval_seconds`. Whether it is enabled is `Agent.running`: a disabled task checks in no more."""
+
+    execute: str
+    arguments: str
+    user_id: str = "SYSTEM"
+    interval_seconds: int = 60
+    registered_at: datetime.datetime | None = None  # device time
+
+
+@dataclasses.dataclass
 class Agent:
     """The collection's check-in heartbeat on the device. While running it checks in every `interval_seconds`."""
 
@@ -81,6 +93,9 @@ class Agent:
     interval_seconds: int = 60
     # Device time of the last check-in when the agent is stopped (None: never checked in).
     stopped_last_checkin: datetime.datetime | None = None
+    # None until the collection's support_agent installs its task: until then the check-ins come from an agent
+    # the lab's scenario put there (as a device imaged with an older agent would have).
+    heartbeat_task: HeartbeatTask | None = None
 
 
 @dataclasses.dataclass

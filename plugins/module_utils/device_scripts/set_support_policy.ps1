@@ -1,0 +1,151 @@
+# device-script: set_support_policy
+# version: 1
+# contract: set_support_policy.contract.json
+# Writes support-policy values under HKLM:\SOFTWARE\RemoteSupport\Policy (only the names the contract lists, each
+# with the kind it gives), optionally the Remote Desktop shadow policy value, stamps who changed the policy and
+# when (ChangedBy, ChangedAt), writes one audit entry, and answers what is stored afterwards (the same shape as
+# get_support_policy). The controller sends only what differs, so a value is written only when it changes.
+param($InputObject)
+
+$ErrorActionPreference = 'Stop'
+
+$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
+$shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
+$eventSource = 'RemoteSupport.Windows'
+$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
+$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+# The policy values this script may write, and the one kind each is kept as (docs/support-policy.md).
+$valueKinds = @{
+    ConfirmationRequired = 'DWord'
+    ConfirmationTimeoutSeconds = 'DWord'
+    SessionTtlSeconds = 'DWord'
+    RemoteControlMode = 'String'
+    FileTransferAllowedRoots = 'MultiString'
+    FileTransferMaxSizeBytes = 'QWord'
+}
+
+function ConvertTo-ValueRecord($Key, [string]$Name) {
+    $kind = [string]$Key.GetValueKind($Name)
+    $options = [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames
+    $raw = $Key.GetValue($Name, $null, $options)
+    $data = $null
+    if ($kind -eq 'DWord') {
+        $data = [long][BitConverter]::ToUInt32([BitConverter]::GetBytes([int]$raw), 0)
+    }
+    elseif ($kind -eq 'QWord') {
+        $data = [long]$raw
+    }
+    elseif ($kind -eq 'MultiString') {
+        $data = @([string[]]$raw)
+    }
+    elseif ($kind -eq 'Binary') {
+        $data = [Convert]::ToBase64String([byte[]]$raw)
+    }
+    elseif ($null -ne $raw) {
+        $data = [string]$raw
+    }
+    return [ordered]@{ kind = $kind; data = $data }
+}
+
+function Read-KeyValues([string]$Path) {
+    $values = [ordered]@{}
+    if (-not (Test-Path -LiteralPath $Path)) {
+        return $null
+    }
+    $key = Get-Item -LiteralPath $Path
+    foreach ($name in @($key.GetValueNames())) {
+        if ($name -ne '') {
+            $values[$name] = ConvertTo-ValueRecord $key $name
+        }
+    }
+    return $values
+}
+
+function Assert-Input($Request) {
+    # The controller checks its input against the contract; these checks keep a caller with a bug from writing a
+    # value every reader would misread.
+    foreach ($entry in @($Request.values)) {
+        $name = [string]$entry.name
+        if (-not $valueKinds.ContainsKey($name)) {
+            throw ("'{0}' is not a support-policy value this script writes." -f $name)
+        }
+        if ([string]$entry.kind -ne $valueKinds[$name]) {
+            throw ("{0} is kept as {1}, not {2}." -f $name, $valueKinds[$name], $entry.kind)
+        }
+    }
+    if ($null -ne $Request.shadow) {
+        $shadowData = [int]$Request.shadow.data
+        if ($shadowData -lt 0 -or $shadowData -gt 4) {
+            throw ('The Shadow policy value is 0 to 4, not {0}.' -f $shadowData)
+        }
+    }
+    if (-not [string]$Request.audit.message) {
+        throw 'audit needs a message.'
+    }
+}
+
+function Write-PolicyValue([string]$Path, [string]$Name, [string]$Kind, $Data) {
+    # Registry.SetValue with an explicit kind creates the key when missing and replaces a value written by hand
+    # with another kind, so every reader finds the kind it expects. (It also writes an empty REG_MULTI_SZ, which
+    # New-ItemProperty refuses.)
+    $keyName = $Path -replace '^HKLM:\\', 'HKEY_LOCAL_MACHINE\'
+    if ($Kind -eq 'DWord') {
+        [Microsoft.Win32.Registry]::SetValue($keyName, $Name, [int]$Data, [Microsoft.Win32.RegistryValueKind]::DWord)
+    }
+    elseif ($Kind -eq 'QWord') {
+        [Microsoft.Win32.Registry]::SetValue($keyName, $Name, [long]$Data, [Microsoft.Win32.RegistryValueKind]::QWord)
+    }
+    elseif ($Kind -eq 'MultiString') {
+        [Microsoft.Win32.Registry]::SetValue($keyName, $Name, [string[]]@($Data), [Microsoft.Win32.RegistryValueKind]::MultiString)
+    }
+    else {
+        [Microsoft.Win32.Registry]::SetValue($keyName, $Name, [string]$Data, [Microsoft.Win32.RegistryValueKind]::String)
+    }
+}
+
+function Write-Audit($Audit) {
+    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
+        New-EventLog -LogName Application -Source $eventSource
+    }
+    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
+}
+
+Assert-Input $InputObject
+$entries = @($InputObject.values)
+$writes = $entries.Count
+if ($null -ne $InputObject.shadow) {
+    $writes = $writes + 1
+}
+if ($writes -gt 0) {
+    foreach ($entry in $entries) {
+        Write-PolicyValue $policyKey ([string]$entry.name) ([string]$entry.kind) $entry.data
+    }
+    if ($null -ne $InputObject.shadow) {
+        Write-PolicyValue $shadowKey 'Shadow' 'DWord' ([int]$InputObject.shadow.data)
+    }
+    $now = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
+    Write-PolicyValue $policyKey 'ChangedBy' 'String' ([string]$InputObject.changed_by)
+    Write-PolicyValue $policyKey 'ChangedAt' 'String' $now
+    Write-Audit $InputObject.audit
+}
+
+$policyValues = Read-KeyValues $policyKey
+$shadow = $null
+$shadowValues = Read-KeyValues $shadowKey
+if ($null -ne $shadowValues -and $shadowValues.Contains('Shadow')) {
+    $shadow = $shadowValues['Shadow']
+}
+$values = [ordered]@{}
+if ($null -ne $policyValues) {
+    $values = $policyValues
+}
+
+$result = [ordered]@{
+    script_version = 1
+    device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
+    written = $writes
+    policy_key_exists = ($null -ne $policyValues)
+    values = $values
+    shadow = $shadow
+}
+ConvertTo-Json -InputObject $result -Compress -Depth 6

@@ -24,6 +24,7 @@ import urllib.request
 from aiohttp import web
 
 from .device import Device, Faults, InteractiveUser, WinRMServiceConfig
+from . import remote_desktop
 from .outputs import device_kind
 
 RefreshListeners = t.Callable[[Device], t.Awaitable[t.Any]]
@@ -360,6 +361,60 @@ def write_registry(device: Device, body: t.Any) -> None:
         device.registry.set(path, name, value)
 
 
+# Remote Desktop ------------------------------------------------------------------------------------------------------
+def apply_remote_desktop(device: Device, body: t.Any) -> None:
+    """The firewall rule a shadow connection needs, and who is connected over Remote Desktop (servers only: a
+    Windows client edition has one interactive session at a time)."""
+    body = _require_object(body)
+    _check_fields(body, ("shadow_firewall_rule_enabled", "remote_sessions"))
+    if "shadow_firewall_rule_enabled" in body and not isinstance(body["shadow_firewall_rule_enabled"], bool):
+        raise BadRequest("shadow_firewall_rule_enabled must be true or false")
+    sessions = None
+    if "remote_sessions" in body:
+        if not isinstance(body["remote_sessions"], list):
+            raise BadRequest("remote_sessions must be a list of {user, session_id, station, state}")
+        if body["remote_sessions"] and device.hardware.os_product_type == 1:
+            raise BadRequest(f"{device.name} runs a client edition of Windows, which allows one interactive session "
+                             "at a time (the console user's)")
+        sessions = []
+        taken = set() if device.interactive_user is None else {device.interactive_user.session_id}
+        for item in body["remote_sessions"]:
+            if not isinstance(item, dict):
+                raise BadRequest("each remote session must be an object")
+            _check_fields(item, ("user", "session_id", "station", "state"))
+            user, session_id = item.get("user"), item.get("session_id")
+            if not isinstance(user, str) or "\\" not in user:
+                raise BadRequest("user must be DOMAIN\\name")
+            if isinstance(session_id, bool) or not isinstance(session_id, int) or session_id < 1 or session_id in taken:
+                raise BadRequest("session_id must be a positive whole number no other session has")
+            taken.add(session_id)
+            if item.get("state", "Active") not in ("Active", "Disconnected"):
+                raise BadRequest("state must be Active or Disconnected")
+            station = item.get("station", f"RDP-Tcp#{len(sessions)}")
+            sessions.append(remote_desktop.LogonSession(user, session_id, station, item.get("state", "Active")))
+    with device.lock:
+        if "shadow_firewall_rule_enabled" in body:
+            device.remote_desktop.shadow_firewall_rule_enabled = body["shadow_firewall_rule_enabled"]
+        if sessions is not None:
+            device.remote_desktop.sessions = sessions
+
+
+def shadow_request(device: Device, body: t.Any) -> dict[str, t.Any]:
+    """mstsc /shadow:session_id [/control] [/noConsentPrompt], run by a specialist logged on as account."""
+    body = _require_object(body)
+    _check_fields(body, ("account", "session_id", "control", "no_consent_prompt"))
+    account, session_id = body.get("account"), body.get("session_id")
+    if not isinstance(account, str) or "\\" not in account:
+        raise BadRequest("account must be DOMAIN\\name")
+    if isinstance(session_id, bool) or not isinstance(session_id, int):
+        raise BadRequest("session_id must be a whole number")
+    for key in ("control", "no_consent_prompt"):
+        if not isinstance(body.get(key, False), bool):
+            raise BadRequest(f"{key} must be true or false")
+    return remote_desktop.shadow(device, account, session_id, bool(body.get("control", False)),
+                                 bool(body.get("no_consent_prompt", False)))
+
+
 # The HTTP server ---------------------------------------------------------------------------------------------------
 class ControlSurface:
     """The control API for a set of devices, served on 127.0.0.1 by the running asyncio loop."""
@@ -414,6 +469,9 @@ class ControlSurface:
             web.get("/devices/{name}/events", self.get_events),
             web.get("/devices/{name}/tasks", self.get_tasks),
             web.get("/devices/{name}/prompts", self.get_prompts),
+            web.get("/devices/{name}/remote-desktop", self.get_remote_desktop),
+            web.patch("/devices/{name}/remote-desktop", self.patch_remote_desktop),
+            web.post("/devices/{name}/remote-desktop/shadow", self.post_shadow),
             web.get("/devices/{name}/files", self.get_files),
             web.put("/devices/{name}/files", self.put_file),
             web.delete("/devices/{name}/files", self.delete_file),
@@ -497,6 +555,17 @@ class ControlSurface:
 
     async def get_prompts(self, request: web.Request) -> web.Response:
         return web.json_response(prompts(self._device(request)))
+
+    async def get_remote_desktop(self, request: web.Request) -> web.Response:
+        return web.json_response(remote_desktop.state(self._device(request)))
+
+    async def patch_remote_desktop(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        apply_remote_desktop(device, await request.json())
+        return web.json_response(remote_desktop.state(device))
+
+    async def post_shadow(self, request: web.Request) -> web.Response:
+        return web.json_response(shadow_request(self._device(request), await request.json()))
 
     async def get_files(self, request: web.Request) -> web.Response:
         path = request.query.get("path")
@@ -665,6 +734,19 @@ class ControlClient:
 
     def prompts(self, name: str) -> list[dict[str, t.Any]]:
         return self.request("GET", f"/devices/{self._name(name)}/prompts")
+
+    # Remote Desktop
+    def remote_desktop(self, name: str) -> dict[str, t.Any]:
+        return self.request("GET", f"/devices/{self._name(name)}/remote-desktop")
+
+    def set_remote_desktop(self, name: str, **settings: t.Any) -> dict[str, t.Any]:
+        return self.request("PATCH", f"/devices/{self._name(name)}/remote-desktop", settings)
+
+    def shadow(self, name: str, account: str, session_id: int, control: bool = False,
+               no_consent_prompt: bool = False) -> dict[str, t.Any]:
+        return self.request("POST", f"/devices/{self._name(name)}/remote-desktop/shadow",
+                            {"account": account, "session_id": session_id, "control": control,
+                             "no_consent_prompt": no_consent_prompt})
 
     def list_files(self, name: str, path: str) -> list[dict[str, t.Any]]:
         found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})

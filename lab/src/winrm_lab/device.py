@@ -14,6 +14,7 @@ import threading
 import typing as t
 
 from .clock import DeviceClock
+from .remote_desktop import RemoteDesktop, seed_registry
 from .tasks import DeviceTasks
 
 # Registry root under which the collection keeps its device-side state (policy, sessions, agent check-in).
@@ -219,6 +220,9 @@ class Device:
     # The device's Task Scheduler (tasks.py) and the prompts shown on the interactive user's desktop.
     tasks: DeviceTasks = dataclasses.field(default_factory=DeviceTasks)
     prompts: list[PromptShown] = dataclasses.field(default_factory=list)
+    # Remote Desktop beyond its registry values: firewall rule, Remote Desktop sessions, listener permissions,
+    # open shadow connections (remote_desktop.py).
+    remote_desktop: RemoteDesktop = dataclasses.field(default_factory=RemoteDesktop)
     # Directory standing for the device's drives: C:\Users\x is <file_root>/C/Users/x.
     file_root: pathlib.Path | None = None
     # Free space the device reports for its drives, in bytes.
@@ -235,6 +239,7 @@ class Device:
             self.inventory_host = self.address
         self.lock = threading.RLock()
         self.tasks.device = self
+        seed_registry(self.registry)
 
     # The agent's heartbeat is derived rather than driven by a timer per device, so 1,000 devices cost nothing
     # while idle: a running agent last checked in at the most recent multiple of its interval.

@@ -1,0 +1,265 @@
+# device-script: stop_remote_control
+# version: 1
+# contract: stop_remote_control.contract.json
+# Ends remote control: closes open shadow connections to the granted session, takes the specialist's account off the
+# RDP-Tcp listener and restores the Shadow policy value, each only as start_remote_control.ps1 changed it (recorded
+# under HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo), and removes the grant. See docs/remote-control.md.
+#
+# Two callers:
+# - the controller (remote_control, state stopped), with input: ends the grant whatever the session's state;
+# - the one-shot task RemoteSupport-EndRemoteControl, as SYSTEM at the grant's expires_at, with no input
+#   (Task Scheduler starts the script with -File): ends the grant only when its authorization is over, so a task
+#   that fires early (a device clock set back and forth) never takes a valid grant away. set_support_session (when
+#   deauthorizing) and expire_session may start the task, or run this script, to end remote control at once.
+param($InputObject)
+
+$ErrorActionPreference = 'Stop'
+
+$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
+$grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
+$undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
+$terminalServicesPolicyKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
+$terminalServicesNamespace = 'root\cimv2\TerminalServices'
+$endTask = 'RemoteSupport-EndRemoteControl'
+$eventSource = 'RemoteSupport.Windows'
+$stoppedEventId = 1021
+$endedByDeviceEventId = 1022
+$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
+$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+
+# Grant field -> registry value under the RemoteControl key (the same table as start_remote_control.ps1).
+$grantValues = [ordered]@{
+    support_session_id = 'SessionId'
+    account = 'Account'
+    account_sid = 'AccountSid'
+    mode = 'Mode'
+    user = 'UserName'
+    interactive_session_id = 'ShadowSessionId'
+    user_prompted = 'PromptUser'
+    shadow_policy = 'ShadowPolicy'
+    granted_by = 'GrantedBy'
+    granted_at = 'GrantedAt'
+    expires_at = 'ExpiresAt'
+}
+$grantIntegerFields = @('interactive_session_id', 'shadow_policy')
+
+function Format-Stamp([DateTime]$Moment) {
+    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
+}
+
+function ConvertFrom-Stamp([string]$Text) {
+    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
+    $moment = [DateTime]::MinValue
+    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
+        return $moment
+    }
+    return $null
+}
+
+function Enter-SessionLock {
+    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
+    try {
+        if (-not $mutex.WaitOne(30000)) {
+            $mutex.Dispose()
+            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
+        }
+    }
+    catch {
+        $inner = $_.Exception
+        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
+            $inner = $inner.InnerException
+        }
+        if ($null -eq $inner) {
+            throw
+        }
+    }
+    return $mutex
+}
+
+function Get-RegistryValue([string]$Path, [string]$Name) {
+    if (-not (Test-Path -LiteralPath $Path)) {
+        return $null
+    }
+    return (Get-Item -LiteralPath $Path).GetValue($Name)
+}
+
+function Read-Grant {
+    # A grant missing a value (written by hand, or cut short) is still ended: what is there is reported.
+    if (-not (Test-Path -LiteralPath $grantKey)) {
+        return $null
+    }
+    $key = Get-Item -LiteralPath $grantKey
+    if ($null -eq $key.GetValue('SessionId')) {
+        return $null
+    }
+    $grant = [ordered]@{}
+    foreach ($field in $grantValues.Keys) {
+        $value = $key.GetValue($grantValues[$field])
+        if ($field -eq 'user_prompted') {
+            $grant[$field] = ([int]$value -ne 0)
+        }
+        elseif ($grantIntegerFields -contains $field) {
+            $grant[$field] = [int]$value
+        }
+        else {
+            $grant[$field] = [string]$value
+        }
+    }
+    return $grant
+}
+
+function Find-ListenerEntry([string]$Sid) {
+    foreach ($entry in @(Get-CimInstance -Namespace $terminalServicesNamespace -ClassName Win32_TSAccount -Filter "TerminalName = 'RDP-Tcp'")) {
+        if ([string]$entry.SID -eq $Sid) {
+            return $entry
+        }
+    }
+    return $null
+}
+
+function Write-Audit([int]$EventId, [string]$Message) {
+    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
+        New-EventLog -LogName Application -Source $eventSource
+    }
+    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType Information -Message $Message
+}
+
+# --- what the caller asks -------------------------------------------------------------------------------------------
+$byTask = ($null -eq $InputObject)
+$checkOnly = $false
+$endedBy = 'device'
+$reason = 'stopped'
+if (-not $byTask) {
+    $checkOnly = [bool]$InputObject.check_only
+    $endedBy = [string]$InputObject.ended_by
+    $reason = [string]$InputObject.reason
+    if (@('stopped', 'deauthorized', 'expired') -notcontains $reason) {
+        throw ("reason '{0}' is not stopped, deauthorized or expired." -f $reason)
+    }
+}
+
+$result = [ordered]@{
+    script_version = 1
+    device_time = $null
+    outcome = 'nothing_to_do'
+    applied = $false
+    changed = $false
+    reason = $null
+    grant = $null
+    shadow_connections_ended = 0
+    listener_entry_removed = $false
+    shadow_policy_restored = $false
+}
+
+$lock = Enter-SessionLock
+try {
+    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $now = ConvertFrom-Stamp $nowText
+    $result.device_time = $nowText
+    $grant = Read-Grant
+    $result.grant = $grant
+    $hasUndo = Test-Path -LiteralPath $undoKey
+    $task = Get-ScheduledTask -TaskName $endTask -TaskPath '\' -ErrorAction SilentlyContinue
+
+    $end = ($null -ne $grant) -or $hasUndo
+    if ($byTask -and $end) {
+        # The record decides, not the task: only an authorization that is over ends the grant.
+        $storedId = [string](Get-RegistryValue $sessionKey 'Id')
+        $storedState = [string](Get-RegistryValue $sessionKey 'State')
+        $sessionExpires = ConvertFrom-Stamp ([string](Get-RegistryValue $sessionKey 'ExpiresAt'))
+        $grantExpires = $null
+        if ($null -ne $grant) {
+            $grantExpires = ConvertFrom-Stamp $grant.expires_at
+        }
+        $expired = ($null -ne $grantExpires -and $grantExpires -le $now) -or ($null -ne $sessionExpires -and $sessionExpires -le $now)
+        $sameSession = ($null -ne $grant -and $storedId -eq $grant.support_session_id)
+        if ($sameSession -and $storedState -eq 'authorized' -and -not $expired) {
+            $end = $false
+            $result.outcome = 'kept'
+        }
+        elseif ($sameSession -and $storedState -eq 'deauthorized') {
+            $reason = 'deauthorized'
+        }
+        elseif ($sameSession -and ($expired -or $storedState -eq 'expired')) {
+            $reason = 'expired'
+        }
+        else {
+            $reason = 'authorization_ended'
+        }
+    }
+
+    if ($end) {
+        $result.outcome = 'stopped'
+        $result.reason = $reason
+        $result.changed = $true
+    }
+    elseif (-not $byTask -and $null -ne $task) {
+        # A task left from a grant that something else removed: nothing to end, but it goes too.
+        $result.changed = $true
+    }
+
+    if ($result.changed -and -not $checkOnly) {
+        if ($null -ne $grant) {
+            # RdpSa.exe runs in the shadowed session for every open shadow connection; ending it closes them.
+            foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'RdpSa.exe'")) {
+                if ([int]$process.SessionId -eq [int]$grant.interactive_session_id) {
+                    Invoke-CimMethod -InputObject $process -MethodName Terminate | Out-Null
+                    $result.shadow_connections_ended = $result.shadow_connections_ended + 1
+                }
+            }
+        }
+        if ($hasUndo) {
+            $undo = Get-Item -LiteralPath $undoKey
+            if ([int]$undo.GetValue('AccountAdded', 0) -eq 1) {
+                $entry = Find-ListenerEntry ([string]$undo.GetValue('AccountSid'))
+                if ($null -ne $entry) {
+                    Invoke-CimMethod -InputObject $entry -MethodName Delete | Out-Null
+                    $result.listener_entry_removed = $true
+                }
+            }
+            if ([int]$undo.GetValue('ShadowPolicyChanged', 0) -eq 1) {
+                # Only the value the grant set is restored: a value someone changed since is theirs.
+                $current = Get-RegistryValue $terminalServicesPolicyKey 'Shadow'
+                if ($null -ne $current -and [int]$current -eq [int]$undo.GetValue('ShadowPolicySetTo', -1)) {
+                    $previous = $undo.GetValue('ShadowPolicyPrevious')
+                    if ($null -eq $previous) {
+                        Remove-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow'
+                    }
+                    else {
+                        Set-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow' -Value ([int]$previous) -Type DWord
+                    }
+                    $result.shadow_policy_restored = $true
+                }
+            }
+            Remove-Item -LiteralPath $undoKey -Recurse -Force
+        }
+        if (Test-Path -LiteralPath $grantKey) {
+            Remove-Item -LiteralPath $grantKey -Recurse -Force
+        }
+        if (-not $byTask -and $null -ne $task) {
+            # The task running this script (no input) stays registered; it has nothing left to do when it fires.
+            Unregister-ScheduledTask -TaskName $endTask -TaskPath '\' -Confirm:$false
+        }
+        if ($end) {
+            $what = 'a grant that was not recorded in full'
+            $sessionId = '(unknown)'
+            if ($null -ne $grant) {
+                $what = 'remote control ({0}) of the session of {1} (session {2}) by {3}' -f $grant.mode, $grant.user, $grant.interactive_session_id, $grant.account
+                $sessionId = $grant.support_session_id
+            }
+            $eventId = $stoppedEventId
+            if ($byTask) {
+                $eventId = $endedByDeviceEventId
+            }
+            $message = 'Support session {0}: {1} ended by {2} at {3} ({4}).' -f $sessionId, $what, $endedBy, $nowText, ($reason.Replace('_', ' '))
+            Write-Audit $eventId $message
+        }
+        $result.applied = $true
+    }
+}
+finally {
+    $lock.ReleaseMutex()
+    $lock.Dispose()
+}
+
+ConvertTo-Json -InputObject $result -Compress -Depth 5

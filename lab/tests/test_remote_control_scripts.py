@@ -183,6 +183,16 @@ def test_refusals_name_what_is_missing_and_change_nothing(device, scene, reason)
     assert device.grant() == {} and END_TASK not in device.tasks()
 
 
+def test_the_support_policy_decides_which_modes_are_allowed(device):
+    record = device.authorize()
+    device.control.set_registry_value(device.name, r"HKLM:\SOFTWARE\RemoteSupport\Policy", "RemoteControlMode", "view")
+    refused = device.start(record)
+    assert refused["refused_reason"] == "mode_not_allowed" and refused["remote_control_mode"] == "view"
+    assert device.start(record, mode="view")["applied"]
+    device.control.set_registry_value(device.name, r"HKLM:\SOFTWARE\RemoteSupport\Policy", "RemoteControlMode", "none")
+    assert device.start(record, mode="view")["refused_reason"] == "mode_not_allowed"
+
+
 def test_a_session_that_is_no_longer_authorized_gets_nothing(device):
     record = device.authorize()
     device.deauthorize(record)

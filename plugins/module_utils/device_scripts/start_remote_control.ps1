@@ -18,6 +18,8 @@ param($InputObject)
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
+# The device's support policy (support_policy): RemoteControlMode control | view | none; control when absent.
+$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
 $grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
 $undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
 $terminalServerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
@@ -312,6 +314,23 @@ namespace RemoteSupport
     }
 }
 
+function Get-RemoteControlMode {
+    # A value that is not text, or not one of the modes, counts as absent (the rule support_policy documents).
+    if (-not (Test-Path -LiteralPath $policyKey)) {
+        return 'control'
+    }
+    $key = Get-Item -LiteralPath $policyKey
+    if (@($key.GetValueNames()) -notcontains 'RemoteControlMode') {
+        return 'control'
+    }
+    $kind = [string]$key.GetValueKind('RemoteControlMode')
+    $mode = ([string]$key.GetValue('RemoteControlMode')).Trim().ToLowerInvariant()
+    if (@('String', 'ExpandString') -contains $kind -and @('control', 'view', 'none') -contains $mode) {
+        return $mode
+    }
+    return 'control'
+}
+
 function Get-ShadowPolicyValue([string]$Mode, [bool]$PromptUser) {
     # "Set rules for remote control of Remote Desktop Services user sessions".
     if ($Mode -eq 'control') {
@@ -482,6 +501,7 @@ $result = [ordered]@{
     changed = $false
     refused_reason = $null
     session_state = $null
+    remote_control_mode = $null
     remote_desktop = $null
     interactive_user = $null
     shadow_policy = [ordered]@{ current = $null; required = $requiredShadow }
@@ -501,6 +521,15 @@ try {
         $currentShadow = [int]$currentShadow
     }
     $result.shadow_policy.current = $currentShadow
+    $policyMode = Get-RemoteControlMode
+    $result.remote_control_mode = $policyMode
+    $allowedModes = @('control', 'view')
+    if ($policyMode -eq 'view') {
+        $allowedModes = @('view')
+    }
+    elseif ($policyMode -eq 'none') {
+        $allowedModes = @()
+    }
 
     # The session must still be the authorized one the controller read: a deauthorize or an expiry since then wins.
     $storedId = [string](Get-RegistryValue $sessionKey 'Id')
@@ -515,6 +544,9 @@ try {
                 $result.session_state = 'expired'
             }
         }
+    }
+    elseif ($allowedModes -notcontains [string]$request.mode) {
+        $refused = 'mode_not_allowed'
     }
     elseif ($desktop.edition -match '\bHome\b') {
         $refused = 'edition_unsupported'

@@ -92,6 +92,15 @@ def remote_desktop_state(device: Device) -> dict[str, t.Any]:
     }
 
 
+def remote_control_mode(device: Device) -> str:
+    """RemoteControlMode of the support policy: control | view | none; anything else (absent, not text, not a mode)
+    counts as control."""
+    value = device.registry.get(session.POLICY_KEY, "RemoteControlMode")
+    if isinstance(value, str) and value.strip().lower() in ("control", "view", "none"):
+        return value.strip().lower()
+    return "control"
+
+
 def current_shadow_policy(device: Device) -> int | None:
     return rd.shadow_policy(device)
 

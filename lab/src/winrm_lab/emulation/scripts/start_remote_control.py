@@ -22,7 +22,7 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
     registry = device.registry
     result: dict[str, t.Any] = {
         "script_version": VERSION, "device_time": None, "applied": False, "changed": False, "refused_reason": None,
-        "session_state": None, "remote_desktop": None, "interactive_user": None,
+        "session_state": None, "remote_control_mode": None, "remote_desktop": None, "interactive_user": None,
         "shadow_policy": {"current": None, "required": required}, "grant": None, "replaced_grant": None,
     }
     with device.lock:  # the mutex Global\RemoteSupport.Session
@@ -32,6 +32,9 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
         result["remote_desktop"] = desktop
         current_shadow = rc.current_shadow_policy(device)
         result["shadow_policy"]["current"] = current_shadow
+        policy_mode = rc.remote_control_mode(device)
+        result["remote_control_mode"] = policy_mode
+        allowed_modes = {"control": ("control", "view"), "view": ("view",), "none": ()}[policy_mode]
 
         # The session must still be the authorized one the controller read.
         stored_id = registry.get(session.SESSION_KEY, "Id")
@@ -44,6 +47,8 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
             if stored_state:
                 lapsed = stored_state == "authorized" and expires_at is not None and expires_at <= now
                 result["session_state"] = "expired" if lapsed else str(stored_state)
+        elif script_input["mode"] not in allowed_modes:
+            refused = "mode_not_allowed"
         elif re.search(r"\bHome\b", desktop["edition"], re.IGNORECASE):  # -match is case-insensitive
             refused = "edition_unsupported"
         elif not desktop["enabled"]:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the integration targets' runme.sh: starts a winrm-lab fleet on a loopback range of its own, waits
 # until every device listens (the manifest appears only then), and stops it when the target exits.
 #   start_lab COUNT SCENARIO  ->  sets LAB_DIR, LAB_INVENTORY, LAB_MANIFEST

@@ -26,7 +26,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "state": {"type": "str", "default": "started", "choices": ["started", "stopped"]},
     "mode": {"type": "str", "default": "control", "choices": ["control", "view"]},
     "account": {"type": "str"},
-    "user": {"type": "str"},
+    "target_user": {"type": "str"},
     "connect_host": {"type": "str"},
     "requested_by": {"type": "str"},
     "idle_after": {"type": "int", "default": device_info.DEFAULT_IDLE_AFTER},
@@ -54,7 +54,7 @@ def validate_options(options: t.Mapping[str, t.Any]) -> str | None:
     """What is wrong with the options, or None."""
     if options["idle_after"] <= 0:
         return f"idle_after must be a positive number of seconds, not {options['idle_after']}"
-    for name in ("account", "user"):
+    for name in ("account", "target_user"):
         value = options.get(name)
         if value is not None and not ACCOUNT_PATTERN.match(value):
             return (f"{name} must be a Windows account written DOMAIN\\name (the NetBIOS domain, or the computer's "
@@ -152,16 +152,16 @@ def refusal_message(answer: t.Mapping[str, t.Any], options: t.Mapping[str, t.Any
         return ("Nobody is logged on at the device with an active session, so there is no desktop to join. Ask the "
                 "user to log on (or to reconnect to their session) and try again.")
     if reason == "user_not_logged_on":
-        wanted = options.get("user") or consenting_user
+        wanted = options.get("target_user") or consenting_user
         if consenting_user:
             return (f"The support session was accepted by {consenting_user}, who has no active session on the device "
                     f"now ({_sessions_text(desktop['sessions'])}); remote control joins only the desktop of the "
                     "person who accepted. Request authorization again so that the person at the device can decide.")
         return (f"{wanted} has no active session on the device ({_sessions_text(desktop['sessions'])}); name a "
-                "user who is logged on, or ask them to reconnect to their session.")
+                "user who is logged on (target_user), or ask them to reconnect to their session.")
     if reason == "several_users":
         return (f"{len(desktop['sessions'])} users have active sessions on this server "
-                f"({_sessions_text(desktop['sessions'])}); say whose desktop to join with user: DOMAIN\\name.")
+                f"({_sessions_text(desktop['sessions'])}); say whose desktop to join with target_user: DOMAIN\\name.")
     if reason == "account_unknown":
         return (f"The device cannot resolve the account {options['account']} to a security identifier. Give the "
                 "specialist's Windows account as DOMAIN\\name, one the device knows (an account of its domain, or a "
@@ -218,7 +218,7 @@ class RemoteControlTask:
         record = sm.settle(view.record, view.device_time)
         # With the client's confirmation, the person who accepted is the one whose desktop may be joined.
         consenting_user = record.confirmed_by if record.confirmation_required else None
-        wanted_user = self.options.get("user")
+        wanted_user = self.options.get("target_user")
         if consenting_user and wanted_user and wanted_user.lower() != consenting_user.lower():
             return dict(base, changed=False, failed=True,
                         msg=(f"The support session was accepted by {consenting_user}; remote control joins only the "

@@ -50,7 +50,7 @@ options:
         shadow the session, and only for this authorization.
       - Required with O(state=started).
     type: str
-  user:
+  target_user:
     description:
       - Whose desktop to join, as C(DOMAIN\\name), when several users have active sessions (a server).
       - When the session was authorized with the client's confirmation, only the desktop of the user who accepted may
@@ -129,7 +129,7 @@ EXAMPLES = r"""
     state: started
     mode: view
     account: CONTOSO\jdoe
-    user: CONTOSO\maria.silva
+    target_user: CONTOSO\maria.silva
 
 - name: End remote control (the session stays authorized)
   remote_support.windows.remote_control:

@@ -225,7 +225,7 @@ class FakeDevice:
 
 
 def run(device, check_mode=False, **options):
-    base = {"state": "started", "mode": "control", "account": SPECIALIST, "user": None, "connect_host": None,
+    base = {"state": "started", "mode": "control", "account": SPECIALIST, "target_user": None, "connect_host": None,
             "requested_by": "jdoe", "idle_after": 900}
     base.update(options)
     return remote_control.run(device, base, check_mode=check_mode, controller_now=lambda: device.now)
@@ -315,7 +315,7 @@ def test_unreachable_device_fails_as_unavailable():
 
     for state in ("started", "stopped"):
         result = remote_control.run(Unreachable(), {"state": state, "mode": "control", "account": SPECIALIST,
-                                                    "user": None, "connect_host": None, "requested_by": "jdoe",
+                                                    "target_user": None, "connect_host": None, "requested_by": "jdoe",
                                                     "idle_after": 900},
                                     check_mode=False, controller_now=lambda: START)
         assert result["failed"] is True and result["connection"]["reason"] == "refused"
@@ -335,7 +335,7 @@ def test_the_person_who_accepted_must_still_be_the_one_logged_on():
     result = run(device)
     assert result["failed"] is True and result["refused_reason"] == "user_not_logged_on"
     assert f"accepted by {USER}" in result["msg"] and "CONTOSO\\ana in session 2" in result["msg"]
-    named = run(device, user="CONTOSO\\ana")
+    named = run(device, target_user="CONTOSO\\ana")
     assert named["failed"] is True and "only the desktop of the person who accepted" in named["msg"]
     assert "start_remote_control" not in device.calls[-2:]
 
@@ -345,8 +345,8 @@ def test_a_server_with_several_users_needs_to_be_told_whose_desktop():
     device.sessions.append({"user": "CONTOSO\\ana", "session_id": 3, "station": "RDP-Tcp#0", "console": False})
     result = run(device)
     assert result["failed"] is True and result["refused_reason"] == "several_users"
-    assert "2 users have active sessions on this server" in result["msg"] and "user: DOMAIN\\name" in result["msg"]
-    chosen = run(device, user="contoso\\ANA")
+    assert "2 users have active sessions on this server" in result["msg"] and "target_user: DOMAIN\\name" in result["msg"]
+    chosen = run(device, target_user="contoso\\ANA")
     assert chosen["changed"] is True and chosen["interactive_session_id"] == 3
     assert chosen["mstsc_arguments"][1] == "/shadow:3"
 
@@ -421,7 +421,7 @@ def test_the_address_uses_connect_host_and_a_custom_port(host, port, address):
     assert f"full address:s:{address}\r\n" in result["rdp_file"]
 
 
-@pytest.mark.parametrize("option, value", [("account", "jdoe"), ("account", "CONTOSO\\a;b"), ("user", "x"),
+@pytest.mark.parametrize("option, value", [("account", "jdoe"), ("account", "CONTOSO\\a;b"), ("target_user", "x"),
                                            ("connect_host", "host name"), ("idle_after", 0)])
 def test_bad_options_fail_before_the_device_is_reached(option, value):
     device = FakeDevice()
@@ -458,3 +458,11 @@ def test_stopped_needs_no_account_and_no_authorized_session():
     device = FakeDevice(state="deauthorized")
     result = run(device, state="stopped", account=None)
     assert result["changed"] is False and "failed" not in result
+
+
+def test_no_option_shadows_a_connection_option():
+    """The task options and the WinRM connection options share one argument spec: a module option named like a
+    connection option (user, host) would silently become the connection's."""
+    from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WINRM_ARGUMENT_SPEC
+
+    assert not set(remote_control.ARGUMENT_SPEC) & set(WINRM_ARGUMENT_SPEC)

@@ -409,9 +409,13 @@ function Test-EndTask([string]$ExpiresAt) {
         return $false
     }
     foreach ($trigger in @($task.Triggers)) {
-        $start = ConvertFrom-Stamp ([string]$trigger.StartBoundary)
-        if ($null -ne $start -and (Format-Stamp $start) -eq $ExpiresAt) {
-            return $true
+        # Task Scheduler may give the boundary back with an offset, or in local time: compare the moment.
+        $start = [DateTime]::MinValue
+        $styles = [System.Globalization.DateTimeStyles]::AdjustToUniversal
+        if ([DateTime]::TryParse([string]$trigger.StartBoundary, $invariant, $styles, [ref]$start)) {
+            if ((Format-Stamp $start) -eq $ExpiresAt) {
+                return $true
+            }
         }
     }
     return $false

@@ -227,6 +227,13 @@ class Device:
     file_root: pathlib.Path | None = None
     # Free space the device reports for its drives, in bytes.
     free_space_bytes: int = 50 * 1024**3
+    # Files and folders whose ACL denies the WinRM account, as full Windows paths in lower case: opening, creating
+    # or replacing anything at or under one fails with "Access to the path '...' is denied."
+    denied_paths: set[str] = dataclasses.field(default_factory=set)
+    # Files a program on the device holds open without sharing (a mail store, a database), as full Windows paths in
+    # lower case: opening one fails with "The process cannot access the file '...' because it is being used by
+    # another process."
+    locked_files: set[str] = dataclasses.field(default_factory=set)
     # When set, WMI on this device is broken: every Get-CimInstance fails with this message (what Windows gives
     # for a damaged WMI repository, e.g. "Provider load failure "), so device scripts that read WMI fail.
     wmi_error: str | None = None

@@ -54,6 +54,10 @@ class ProcessIO:
         self.working_directory = working_directory
         self._stdin = bytearray()
         self._stdin_closed = asyncio.Event()
+        # For programs that read stdin as it arrives (read_stdin_some): how much of _stdin they consumed, and a
+        # signal that more arrived.
+        self._stdin_consumed = 0
+        self._stdin_arrived = asyncio.Event()
         self._output = asyncio.Condition()
         self._stdout = bytearray()
         self._stderr = bytearray()
@@ -67,6 +71,7 @@ class ProcessIO:
         self._stdin.extend(data)
         if end:
             self._stdin_closed.set()
+        self._stdin_arrived.set()
 
     async def read_stdin(self) -> bytes:
         """All of stdin, once the client has sent its last block (End="true")."""
@@ -78,6 +83,48 @@ class ProcessIO:
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         return data.decode(self.encoding, errors="replace")
+
+    async def read_stdin_some(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` of stdin as soon as there are any, as a read of a pipe returns; b"" once the client
+        closed stdin and everything was read. For programs that stream their input; do not mix with read_stdin."""
+        while self._stdin_consumed >= len(self._stdin):
+            if self._stdin_closed.is_set():
+                return b""
+            self._stdin_arrived.clear()
+            await self._stdin_arrived.wait()
+        start = self._stdin_consumed
+        with memoryview(self._stdin) as view:
+            data = bytes(view[start:start + max_bytes])
+        self._stdin_consumed += len(data)
+        if self._stdin_consumed >= 1024 * 1024 and self._stdin_consumed * 2 >= len(self._stdin):
+            del self._stdin[:self._stdin_consumed]  # what was read is not kept
+            self._stdin_consumed = 0
+        return data
+
+    async def read_stdin_exactly(self, count: int) -> bytes:
+        """Exactly `count` bytes of stdin; fewer only when stdin ends first."""
+        parts = []
+        while count > 0:
+            data = await self.read_stdin_some(count)
+            if not data:
+                break
+            parts.append(data)
+            count -= len(data)
+        return b"".join(parts)
+
+    async def read_stdin_line(self, max_length: int) -> bytes | None:
+        """One line of stdin without its line feed, read byte by byte as a script must when binary data follows;
+        None when stdin ends first, ValueError past `max_length` bytes."""
+        line = bytearray()
+        while True:
+            data = await self.read_stdin_some(1)
+            if not data:
+                return None
+            if data == b"\n":
+                return bytes(line)
+            if len(line) >= max_length:
+                raise ValueError("stdin line too long")
+            line.extend(data)
 
     # output ----------------------------------------------------------------------------------------------------
     def _encode(self, data: str | bytes) -> bytes:
@@ -94,6 +141,12 @@ class ProcessIO:
         async with self._output:
             self._stderr.extend(self._encode(data))
             self._output.notify_all()
+
+    async def wait_stdout_below(self, limit: int) -> None:
+        """Waits while more than `limit` bytes of stdout are not yet received: a writer to a full pipe blocks until
+        the reader (here WinRS, on the client's Receive) takes some. It waits forever if nobody receives again."""
+        async with self._output:
+            await self._output.wait_for(lambda: len(self._stdout) <= limit)
 
 
 class Process:
@@ -148,6 +201,7 @@ class Process:
             del io._stdout[:len(stdout)]
             stderr = bytes(io._stderr[:max(0, max_bytes - len(stdout))])
             del io._stderr[:len(stderr)]
+            io._output.notify_all()  # a writer waiting in wait_stdout_below may go on
             done = self.exit_code is not None and not io._stdout and not io._stderr
             return ReceiveResult(stdout, stderr, done, self.exit_code if done else None)
 

@@ -1,10 +1,11 @@
 """Emulation of Windows PowerShell 5.1's powershell.exe, as far as the collection's device scripts need it.
 
-The lab knows exactly one PowerShell program: the collection's bootstrap (device_scripts/bootstrap.ps1), sent as
-`-EncodedCommand`. The bootstrap reads `{"script": ..., "input": ...}` from stdin and runs the script; the lab
-recognises the script by its header (`# device-script: NAME`, `# version: N`) and runs its emulation in
-emulation/scripts/NAME.py, checking input and output against NAME.contract.json. Any other PowerShell fails the way
-PowerShell fails on a command it cannot find, because the lab cannot honestly pretend to run it.
+The lab knows exactly two PowerShell programs: the collection's bootstrap (device_scripts/bootstrap.ps1), sent as
+`-EncodedCommand`, and its streaming twin (device_scripts/stream_bootstrap.ps1, for the file transfers). The
+bootstrap reads `{"script": ..., "input": ...}` from stdin and runs the script; the lab recognises the script by its
+header (`# device-script: NAME`, `# version: N`) and runs its emulation in emulation/scripts/NAME.py, checking input
+and output against NAME.contract.json. Any other PowerShell fails the way PowerShell fails on a command it cannot
+find, because the lab cannot honestly pretend to run it.
 """
 
 from __future__ import annotations
@@ -82,13 +83,18 @@ def _normalise(script_text: str) -> str:
     return script_text.lstrip("\ufeff").replace("\r\n", "\n").rstrip()
 
 
-def is_bootstrap(script_text: str) -> bool:
+def is_bootstrap(script_text: str, name: str = "bootstrap.ps1") -> bool:
     directory = device_scripts_dir()
-    bootstrap = _read_text(directory / "bootstrap.ps1") if directory else None
+    bootstrap = _read_text(directory / name) if directory else None
     if bootstrap is None:
         log.warning("device scripts not found (set %s); the lab cannot recognise the bootstrap", DEVICE_SCRIPTS_ENV)
         return False
     return _normalise(script_text) == _normalise(bootstrap)
+
+
+def is_stream_bootstrap(script_text: str) -> bool:
+    """stream_bootstrap.ps1: the bootstrap of the device scripts that stream data through stdin and stdout."""
+    return is_bootstrap(script_text, "stream_bootstrap.ps1")
 
 
 # The powershell.exe command line -----------------------------------------------------------------------------------
@@ -350,6 +356,44 @@ async def run_bootstrap(io: ProcessIO) -> int:
     return await run_known_script(io, known, script_input)
 
 
+async def run_stream_bootstrap(io: ProcessIO) -> int:
+    """What stream_bootstrap.ps1 does: read the header's length (ASCII digits and a line feed) and that many bytes of
+    JSON from stdin, byte-exact, and run the script with the rest of stdin and stdout left to it as raw streams."""
+    async def fail(message: str) -> int:
+        await io.write_stderr((message + "\r\n").encode("utf-8"))
+        return 1
+
+    digits = bytearray()
+    while True:
+        byte = await io.read_stdin_exactly(1)
+        if not byte:
+            return await fail("stdin ended before the header of the streaming bootstrap.")
+        if byte == b"\n":
+            break
+        if not byte.isdigit() or len(digits) >= 9:
+            return await fail("stdin does not start with the length of a header.")
+        digits.extend(byte)
+    if not digits:
+        return await fail("stdin does not start with the length of a header.")
+    length = int(digits)
+    header = await io.read_stdin_exactly(length)
+    if len(header) < length:
+        return await fail("stdin ended inside the header of the streaming bootstrap.")
+    try:
+        payload = json.loads(header.decode("utf-8"))
+    except ValueError:
+        return await fail(f"Invalid JSON primitive: {header[:40].decode('utf-8', errors='replace')}.")
+    script_text = payload.get("script") if isinstance(payload, dict) else None
+    if not isinstance(script_text, str) or not script_text.strip():
+        return 0
+    known = identify_script(script_text)
+    if known is None:
+        header_fields = script_header(script_text)
+        unknown = header_fields.get("device-script") or (first_command(script_text) or CommandToken("", 0, 0, "")).name
+        return await fail(command_not_found_message(unknown or script_text.split()[0]))
+    return await run_known_script(io, known, payload.get("input"))
+
+
 async def run_known_script(io: ProcessIO, known: KnownScript, script_input: t.Any) -> int:
     """Runs a device script's emulation as the script would run: input checked against the contract, the result
     checked and written as one JSON line, a script error as its message on stderr with exit code 1."""
@@ -411,6 +455,8 @@ def powershell_program(arguments: list[str]) -> Program:
         script_text = invocation.command or ""
         if invocation.encoded and is_bootstrap(script_text):
             return await run_bootstrap(io)
+        if invocation.encoded and is_stream_bootstrap(script_text):
+            return await run_stream_bootstrap(io)
         if not script_text.strip():
             return 0
         record = command_not_found_record(script_text)

@@ -1,0 +1,182 @@
+"""Emulation of file_transfer_send.ps1, version 1: receives a file through stdin (to_device) into a temporary file
+beside the destination, checks the session after every chunk, and renames the file into place once its SHA-256
+matches. Streams as the script does: `io` is the process, read and written as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import ntpath
+import os
+import typing as t
+
+from ...device import Device
+from ...process import ProcessIO
+from .. import session, transfers
+from ..transfers import Refusal
+from . import DeviceScriptError
+
+VERSION = 1
+
+
+async def _message(io: ProcessIO, message: dict[str, t.Any]) -> None:
+    await io.write_stdout((json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
+
+
+async def _line(io: ProcessIO, max_length: int) -> str:
+    try:
+        line = await io.read_stdin_line(max_length)
+    except ValueError:
+        raise DeviceScriptError("The controller sent a line this script does not expect.") from None
+    if line is None:
+        raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer was "
+                                     "interrupted.")
+    return line.decode("ascii", errors="replace")
+
+
+def _write(handle: t.BinaryIO, digest: t.Any, data: bytes) -> None:
+    handle.write(data)
+    digest.update(data)
+
+
+async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> dict[str, t.Any]:
+    request = script_input
+    size = request["size"]
+    chunk = request["chunk_bytes"]
+    transfer_key = f"{transfers.TRANSFERS_KEY}\\{request['transfer_id']}"
+    result: dict[str, t.Any] = {
+        "kind": "result", "script_version": VERSION, "device_time": None, "outcome": "failed",
+        "path": request["path"], "size": size, "offset": None, "bytes_written": 0, "sha256": None,
+        "replaced": False, "error": None, "session": None, "audit_event_id": None,
+    }
+    started = False
+    keep_temp = False
+    temp_host = None
+    handle = None
+    try:
+        path = transfers.full_path(request["path"])
+        result["path"] = path
+        policy = transfers.read_policy(device)
+        transfers.check_allowed(policy, path)
+        transfers.check_size(policy, size)
+        if transfers.host_path(device, path).is_dir():
+            raise Refusal("is_directory", f"'{path}' is a folder.")
+        stop = await transfers.register(device, request, "to_device", size)
+        if stop is not None:
+            result["session"] = stop["session"]
+            raise Refusal("session_not_authorized", stop["message"])
+        started = True
+
+        parent = ntpath.dirname(path)
+        transfers.check_access(device, parent)
+        parent_host = transfers.host_path(device, parent)
+        if parent_host.exists() and not parent_host.is_dir():
+            raise Refusal("exists", f"Cannot create \"{parent}\" because a file or directory with the same name "
+                                    "already exists.")
+        parent_host.mkdir(parents=True, exist_ok=True)
+        if transfers.host_path(device, path).is_file():
+            transfers.check_access(device, path)  # opened for writing, sharing nothing
+            transfers.check_not_locked(device, path)
+        temp = ntpath.join(parent, f"~rs-{request['transfer_id']}.partial")
+        temp_host = transfers.host_path(device, temp)
+        handle = open(temp_host, "r+b" if temp_host.is_file() else "w+b")
+        if not request["resume"] or os.fstat(handle.fileno()).st_size > size:
+            handle.truncate(0)
+        kept = os.fstat(handle.fileno()).st_size
+        transfers.check_free_space(device, path, size - kept)
+
+        prefix_hash = transfers.sha256_of(handle, kept).hexdigest()
+        await _message(io, {"kind": "ready", "offset": kept, "prefix_sha256": prefix_hash})
+        start_text = await _line(io, 20)
+        try:
+            start = int(start_text)
+        except ValueError:
+            raise DeviceScriptError(f'Cannot convert value "{start_text}" to type "System.Int64".') from None
+        if start not in (0, kept):
+            raise DeviceScriptError(f"The controller asked to start at byte {start}; only 0 or {kept} are possible.")
+        if start == 0:
+            handle.truncate(0)
+            digest = hashlib.sha256()
+        else:
+            digest = transfers.sha256_of(handle, start)
+        handle.seek(start)
+        result["offset"] = start
+
+        remaining = size - start
+        since_check = 0
+        stop = None
+        buffer_bytes = max(65536, min(chunk, 4 * 1024 * 1024))
+        while remaining > 0:
+            data = await io.read_stdin_some(min(buffer_bytes, remaining))
+            if not data:
+                raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer "
+                                             "was interrupted.")
+            # Off the event loop, as the script's own process would be: WinRS goes on taking the next Send.
+            await asyncio.to_thread(_write, handle, digest, data)
+            remaining -= len(data)
+            result["bytes_written"] += len(data)
+            since_check += len(data)
+            if since_check >= chunk or remaining == 0:
+                since_check = 0
+                handle.flush()
+                stop = transfers.session_stop(device, request["session_id"], transfer_key)
+                if stop is not None:
+                    break
+                await _message(io, {"kind": "progress", "bytes": start + result["bytes_written"]})
+        if stop is None:
+            expected = (await _line(io, 64)).strip().lower()
+            actual = digest.hexdigest()
+            result["sha256"] = actual
+            handle.close()
+            handle = None
+            if actual != expected:
+                raise Refusal("hash_mismatch", f"The file arrived with SHA-256 {actual}; the controller sent "
+                                               f"{expected}.")
+            stop = transfers.session_stop(device, request["session_id"], transfer_key)
+        if stop is not None:
+            result.update(outcome="stopped", session=stop["session"],
+                          error={"code": "session_ended", "message": stop["message"]})
+        else:
+            destination = transfers.host_path(device, path)
+            if destination.is_file():
+                if not request["overwrite"]:
+                    raise Refusal("exists", f"The file '{path}' already exists.")
+                # File.Replace: the destination must not be held open nor denied to us at this moment either.
+                transfers.check_access(device, path)
+                transfers.check_not_locked(device, path)
+                result["replaced"] = True
+            os.replace(temp_host, destination)
+            temp_host = None
+            result["outcome"] = "completed"
+    except (Refusal, OSError) as failure:
+        refusal = failure if isinstance(failure, Refusal) else transfers.from_os_error(failure, result["path"])
+        result["outcome"] = "failed"
+        result["error"] = refusal.as_failure()
+        keep_temp = refusal.code in ("interrupted", "in_use")
+    except asyncio.CancelledError:
+        # Stopped (Stop-Process, or the shell deleted): no cleanup of its own runs; what it wrote stays.
+        if handle is not None:
+            handle.close()
+        raise
+    finally:
+        if handle is not None and not handle.closed:
+            handle.close()
+
+    if temp_host is not None and not keep_temp:
+        with contextlib.suppress(FileNotFoundError):
+            temp_host.unlink()
+    if started:
+        transfers.unregister(device, request["transfer_id"])
+        what = f"File transfer to {device.name}: {request['source']} -> {result['path']}"
+        if result["outcome"] == "completed":
+            message = (f"{what}, {size} bytes, SHA-256 {result['sha256']}. Successfully sent. Requested by "
+                       f"{request['requested_by']}.")
+        else:
+            done = (result["offset"] or 0) + result["bytes_written"]
+            message = (f"{what}: Sending failed after {done} of {size} bytes: {result['error']['message']} "
+                       f"Requested by {request['requested_by']}.")
+        result["audit_event_id"] = transfers.audit(device, result["outcome"], message)
+    result["device_time"] = session.stamp(device.clock.now())
+    return result

@@ -1,0 +1,308 @@
+"""File transfers as a device does them, for the emulations of file_transfer_prepare.ps1, file_transfer_send.ps1 and
+file_transfer_receive.ps1 (emulation/scripts/): Windows paths as .NET Framework's Path.GetFullPath makes them, the
+device's drives (Device.windows_path, compared case-insensitively as NTFS does), the transfer policy, ACLs that deny
+the WinRM account and files other programs hold open (Device.denied_paths, Device.locked_files), free space
+(Device.free_space_bytes), the session check every chunk makes, the registration under
+HKLM:\\SOFTWARE\\RemoteSupport\\Transfers, and the audit entries.
+
+Each failure is a `Refusal` with the scripts' code and the message Windows gives for it (en-US).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import itertools
+import ntpath
+import os
+import pathlib
+import re
+import typing as t
+
+from ..device import Device
+from . import session
+
+TRANSFERS_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Transfers"
+POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
+ALLOWED_ROOTS_VALUE = "FileTransferAllowedRoots"
+MAX_SIZE_VALUE = "FileTransferMaxSizeBytes"
+DEFAULT_ALLOWED_ROOTS = ("C:\\Users",)
+DEFAULT_MAX_SIZE_BYTES = 4 * 1024**3
+AUDIT_EVENTS = {"completed": 1020, "stopped": 1021, "failed": 1022}
+ENTRY_TYPES = {"completed": "Information", "stopped": "Warning", "failed": "Error"}
+
+PATH_TOO_LONG = ("The specified path, file name, or both are too long. The fully qualified file name must be less "
+                 "than 260 characters, and the directory name must be less than 248 characters.")
+RESERVED_NAMES = frozenset(["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] +
+                           [f"LPT{i}" for i in range(1, 10)])
+
+
+class Refusal(Exception):
+    """A failure the scripts name: `code` as in their contracts, `message` as Windows words it."""
+
+    def __init__(self, code: str, message: str, record: dict[str, t.Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.record = record
+
+    def as_failure(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def access_denied(path: str) -> Refusal:
+    return Refusal("access_denied", f"Access to the path '{path}' is denied.")
+
+
+def in_use(path: str) -> Refusal:
+    return Refusal("in_use", f"The process cannot access the file '{path}' because it is being used by another "
+                             "process.")
+
+
+def from_os_error(error: OSError, path: str) -> Refusal:
+    """What Windows would have said where the lab's own file system failed (its limits are not Windows' limits)."""
+    import errno
+
+    if error.errno == errno.ENOSPC:
+        return Refusal("disk_full", "There is not enough space on the disk.")
+    if error.errno == errno.ENAMETOOLONG:
+        return Refusal("name_too_long", PATH_TOO_LONG)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return access_denied(path)
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return Refusal("not_found", f"Could not find a part of the path '{path}'.")
+    return Refusal("access_denied", f"{error.strerror}: '{path}'")
+
+
+def stamp(moment: datetime.datetime) -> str:
+    return session.stamp(moment)
+
+
+# Paths --------------------------------------------------------------------------------------------------------------
+def full_path(path: str) -> str:
+    """What [System.IO.Path]::GetFullPath gives in Windows PowerShell 5.1 (.NET Framework, no long-path support),
+    after the scripts' own check that the path is absolute."""
+    if not re.match(r"^[A-Za-z]:\\", path) and not re.match(r"^\\\\[^\\]+\\[^\\]+", path):
+        raise Refusal("invalid_path", f"'{path}' is not an absolute Windows path (C:\\folder\\file or "
+                                      "\\\\server\\share\\file).")
+    text = path.replace("/", "\\")
+    if re.search(r'[<>"|?*\x00-\x1f]', text):
+        raise Refusal("invalid_path", "Illegal characters in path.")
+    if text[1] == ":":
+        prefix, rest = text[0].upper() + ":\\", text[3:]
+    else:
+        server, share, *more = text[2:].split("\\")
+        prefix, rest = f"\\\\{server}\\{share}\\", "\\".join(more)
+    if ":" in rest:
+        raise Refusal("invalid_path", "The given path's format is not supported.")
+    parts: list[str] = []
+    for part in rest.split("\\"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        part = part.rstrip(". ")  # Win32 drops trailing dots and spaces of a name
+        if part:
+            parts.append(part)
+    for part in parts:
+        if part.split(".")[0].upper() in RESERVED_NAMES:
+            return "\\\\.\\" + part.split(".")[0].upper()  # a device, not a file
+    result = prefix + "\\".join(parts)
+    if text.endswith("\\") and parts:
+        result += "\\"
+    directory = ntpath.dirname(result.rstrip("\\")) if parts else result
+    if len(result) >= 260 or len(directory) >= 248:
+        raise Refusal("name_too_long", PATH_TOO_LONG)
+    return result
+
+
+def host_path(device: Device, path: str) -> pathlib.Path:
+    """Where the lab keeps a full Windows path of `device`. Names compare case-insensitively, as NTFS compares them."""
+    if path.startswith("\\\\"):
+        raise Refusal("not_found", "The network path was not found.")
+    if device.file_root is None:
+        raise Refusal("not_found", "The device is not ready.")
+    current = device.windows_path(path[:3])
+    for part in [p for p in path[3:].split("\\") if p]:
+        match = None
+        if current.is_dir():
+            folded = part.casefold()
+            match = next((name for name in os.listdir(current) if name.casefold() == folded), None)
+        current = current / (match or part)
+    return current
+
+
+def _covered(path: str, paths: t.Iterable[str]) -> bool:
+    lowered = path.lower().rstrip("\\")
+    return any(lowered == p.rstrip("\\") or lowered.startswith(p.rstrip("\\") + "\\") for p in paths)
+
+
+def check_access(device: Device, path: str) -> None:
+    """Fails as Windows does for a path whose ACL (or a folder's above it) denies the WinRM account."""
+    if _covered(path, device.denied_paths):
+        raise access_denied(path)
+
+
+def check_not_locked(device: Device, path: str) -> None:
+    if path.lower() in device.locked_files:
+        raise in_use(path)
+
+
+def open_for_reading(device: Device, path: str) -> t.BinaryIO:
+    """A FileStream opened for reading, sharing only reading (FileShare.Read)."""
+    check_access(device, path)
+    check_not_locked(device, path)
+    host = host_path(device, path)
+    if host.is_dir():
+        raise access_denied(path)  # what opening a folder as a file says on Windows
+    try:
+        return open(host, "rb")
+    except FileNotFoundError:
+        raise Refusal("not_found", f"Could not find file '{path}'.") from None
+
+
+def sha256_of(handle: t.BinaryIO, count: int | None = None) -> t.Any:
+    """The SHA-256 of the first `count` bytes (all when None) from the start of an open file."""
+    digest = hashlib.sha256()
+    handle.seek(0)
+    left = count
+    while left is None or left > 0:
+        block = handle.read(1024 * 1024 if left is None else min(1024 * 1024, left))
+        if not block:
+            break
+        digest.update(block)
+        if left is not None:
+            left -= len(block)
+    return digest
+
+
+# The policy (support_policy.effective_policy's rules, as the scripts apply them) ---------------------------------------
+def normalize_root(text: t.Any) -> str | None:
+    root = str(text).strip().replace("/", "\\")
+    if not root or re.search(r'[<>"|?*\x00-\x1f]', root):
+        return None
+    if re.match(r"^[A-Za-z]:\\", root):
+        root = root[0].upper() + root[1:]
+        rest = root[3:]
+    elif re.match(r"^\\\\[^\\]+\\[^\\]+", root):
+        rest = root[2:]
+    else:
+        return None
+    if ":" in rest or any(part.strip(" ") in (".", "..") for part in rest.split("\\")) or \
+            "\\\\" in rest.rstrip("\\"):
+        return None
+    root = root.rstrip("\\")
+    if len(root) == 2:
+        root += "\\"
+    return root if len(root) <= 248 else None
+
+
+def read_policy(device: Device) -> dict[str, t.Any]:
+    policy: dict[str, t.Any] = {"allowed_roots": list(DEFAULT_ALLOWED_ROOTS), "max_size_bytes": DEFAULT_MAX_SIZE_BYTES,
+                                "source": "default"}
+    registry = device.registry
+    if not registry.key_exists(POLICY_KEY):
+        return policy
+    policy["source"] = "device"
+    size = registry.get(POLICY_KEY, MAX_SIZE_VALUE)
+    if size is not None and not isinstance(size, (list, bytes)):
+        text = str(size).strip()
+        if re.fullmatch(r"[+-]?\d+", text) and int(text) >= 1:
+            policy["max_size_bytes"] = int(text)
+    roots = registry.get(POLICY_KEY, ALLOWED_ROOTS_VALUE)
+    if isinstance(roots, list):  # REG_MULTI_SZ: exactly these, the unusable ones left out
+        policy["allowed_roots"] = [root for root in (normalize_root(entry) for entry in roots) if root is not None]
+    return policy
+
+
+def check_allowed(policy: dict[str, t.Any], path: str) -> None:
+    for root in policy["allowed_roots"]:
+        if path.lower().startswith(root.rstrip("\\").lower() + "\\"):
+            return
+    raise Refusal("path_not_allowed", f"'{path}' is outside the folders this device allows file transfers in "
+                                      f"(policy FileTransferAllowedRoots: {'; '.join(policy['allowed_roots'])}).")
+
+
+def check_size(policy: dict[str, t.Any], size: int) -> None:
+    if size > policy["max_size_bytes"]:
+        raise Refusal("too_large", f"The file is {size} bytes; this device allows at most {policy['max_size_bytes']} "
+                                   "bytes per transfer (policy FileTransferMaxSizeBytes).")
+
+
+def check_free_space(device: Device, path: str, needed: int) -> None:
+    if needed > device.free_space_bytes:
+        raise Refusal("disk_full", f"There is not enough space on the disk: {needed} bytes are needed and "
+                                   f"{device.free_space_bytes} bytes are free on {path[:3]}.")
+
+
+# The session and the registration -----------------------------------------------------------------------------------
+def session_stop(device: Device, session_id: str, transfer_key: str | None) -> dict[str, t.Any] | None:
+    """None while the session allows the transfer; else why not, with the record as it is now (Get-SessionStop)."""
+    with device.lock:  # the session mutex
+        record = session.read_record(device)
+        registered = transfer_key is not None and device.registry.key_exists(transfer_key)
+        now = device.clock.now()
+    message = None
+    expires_at = session.parse_stamp(record["expires_at"]) if record and record.get("expires_at") else None
+    if record is None:
+        message = "The device has no support session."
+    elif record["id"] != session_id:
+        message = f"The support session {session_id} was replaced by session {record['id']}."
+    elif record["state"] == "deauthorized":
+        message = f"The support session was deauthorized by {record['ended_by']} at {record['ended_at']}."
+    elif record["state"] == "expired" or (record["state"] == "authorized" and expires_at is not None
+                                          and expires_at <= now):
+        message = f"The support session's authorization expired at {record['expires_at']}."
+    elif record["state"] != "authorized":
+        message = f"The support session is {record['state']}."
+    elif transfer_key is not None and not registered:
+        message = f"The transfer was ended on the device (its entry under {TRANSFERS_KEY} was removed)."
+    return None if message is None else {"message": message, "session": record}
+
+
+# The processes of running transfers, by device and transfer id: what Stop-Process reaches on Windows.
+_running: dict[tuple[str, str], asyncio.Task[t.Any]] = {}
+_process_ids = itertools.count(4000, 4)
+
+
+async def register(device: Device, request: t.Mapping[str, t.Any], direction: str, size: int) -> dict[str, t.Any] | None:
+    """Registers this transfer under Transfers\\<transfer_id>, after stopping the process of an interrupted run of
+    the same transfer; None, or why the session does not allow it (nothing registered then)."""
+    transfer_id = request["transfer_id"]
+    earlier = _running.pop((device.name, transfer_id), None)
+    current = asyncio.current_task()
+    if earlier is not None and earlier is not current and not earlier.done():
+        earlier.cancel()  # Stop-Process -Force: no cleanup runs in the stopped process
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(asyncio.shield(earlier), 10)
+    key = f"{TRANSFERS_KEY}\\{transfer_id}"
+    with device.lock:
+        stop = session_stop(device, request["session_id"], None)
+        if stop is not None:
+            return stop
+        registry = device.registry
+        registry.delete_key(key)
+        for name, value in (("SessionId", request["session_id"]), ("Direction", direction), ("Path", request["path"]),
+                            ("Size", size), ("RequestedBy", request["requested_by"]),
+                            ("StartedAt", stamp(device.clock.now())), ("ProcessId", next(_process_ids)),
+                            ("ProcessStartTime", device.clock.now().isoformat())):
+            registry.set(key, name, value)
+    if current is not None:
+        _running[(device.name, transfer_id)] = current
+    return None
+
+
+def unregister(device: Device, transfer_id: str) -> None:
+    with device.lock:
+        device.registry.delete_key(f"{TRANSFERS_KEY}\\{transfer_id}")
+    if _running.get((device.name, transfer_id)) is asyncio.current_task():
+        del _running[(device.name, transfer_id)]
+
+
+def audit(device: Device, outcome: str, message: str) -> int:
+    device.write_event(session.EVENT_SOURCE, AUDIT_EVENTS[outcome], ENTRY_TYPES[outcome], message)
+    return AUDIT_EVENTS[outcome]

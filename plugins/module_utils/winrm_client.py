@@ -8,16 +8,22 @@ Plain Python, no Ansible runtime: the action plugins resolve settings from inven
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import functools
+import json
+import os
 import socket
 import ssl
 import typing as t
+import xml.etree.ElementTree as ET
 
 try:
     import requests.exceptions
     import winrm.exceptions
     import winrm.protocol
+    import xmltodict
 
     HAS_WINRM = True
     WINRM_IMPORT_ERROR = None
@@ -25,7 +31,7 @@ except ImportError as import_error:  # reported by the action plugin with the in
     HAS_WINRM = False
     WINRM_IMPORT_ERROR = import_error
 
-from ansible_collections.remote_support.windows.plugins.module_utils.device_script import DeviceScript
+from ansible_collections.remote_support.windows.plugins.module_utils.device_script import SCRIPTS_DIR, DeviceScript
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
 
 TRANSPORTS = ("ntlm", "basic", "kerberos", "credssp", "certificate")
@@ -342,3 +348,164 @@ class DeviceShell:
     def run(self, script: DeviceScript, script_input: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
         """Runs one device script (one WinRM command) and returns its JSON result; raises DeviceError."""
         return self._client._run_in_shell(self._protocol, self._shell_id, script, script_input or {})
+
+    def start_stream(self, script: DeviceScript, script_input: t.Mapping[str, t.Any],
+                     envelope: int | None = None) -> StreamingCommand:
+        """Starts `script` through stream_bootstrap.ps1 and sends its header; the caller then sends and receives
+        (see StreamingCommand). `envelope`: the envelope size the device accepts (default: the safe one)."""
+        try:
+            command_id = self._protocol.run_command(self._shell_id, "powershell.exe", stream_command_arguments(),
+                                                    skip_cmd_shell=True)
+        except Exception as exc:
+            raise classify(exc, self._client.settings) from None
+        command = StreamingCommand(self._client, self._protocol, self._shell_id, command_id,
+                                   envelope or SAFE_ENVELOPE_BYTES)
+        header = stream_header(script, script_input)
+        for offset in range(0, len(header), command.chunk_bytes):
+            command.send(header[offset:offset + command.chunk_bytes])
+        return command
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Streaming: one long-running device script fed through stdin and read through stdout, a Send or a Receive at a time
+# (the file transfers). Additive to the client above: the same settings, shell, failure names and no Ansible.
+
+# The envelope every Windows accepts: WinRM's MaxEnvelopeSizekb before Windows 8 / Server 2012 (150), and what pywinrm
+# asks for. Newer Windows default to 500 KiB; a device may allow more.
+SAFE_ENVELOPE_BYTES = 153600
+# Larger envelopes save little once a round trip carries hundreds of KiB, and each one is held a few times over in
+# controller memory while it is encoded and encrypted.
+MAX_STREAM_ENVELOPE_BYTES = 4 * 1024 * 1024
+# What a Send's SOAP envelope needs besides the base64 data: headers, ids and the stream element (about 2 KiB).
+SEND_ENVELOPE_OVERHEAD = 8192
+
+SHELL_CMD_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
+SEND_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send"
+RECEIVE_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
+_SHELL_NS = "{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}"
+_DATA_PLACEHOLDER = "@@stream-data@@"
+
+
+def envelope_bytes(max_envelope_size_kb: int | None) -> int:
+    """The envelope size to use with a device whose MaxEnvelopeSizekb is given (None: unknown, the safe size)."""
+    if not max_envelope_size_kb:
+        return SAFE_ENVELOPE_BYTES
+    return max(32 * 1024, min(int(max_envelope_size_kb) * 1024, MAX_STREAM_ENVELOPE_BYTES))
+
+
+def send_chunk_bytes(envelope: int) -> int:
+    """Bytes of data one Send carries within `envelope`: base64 grows data by 4/3, plus the envelope's own text."""
+    return (envelope - SEND_ENVELOPE_OVERHEAD) // 4 * 3
+
+
+@functools.lru_cache(maxsize=None)
+def _encoded_stream_bootstrap() -> str:
+    with open(os.path.join(SCRIPTS_DIR, "stream_bootstrap.ps1"), encoding="utf-8") as handle:
+        return base64.b64encode(handle.read().encode("utf-16-le")).decode("ascii")
+
+
+def stream_command_arguments() -> list[str]:
+    """powershell.exe arguments that run stream_bootstrap.ps1, which reads the script and its input from stdin."""
+    return ["-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand",
+            _encoded_stream_bootstrap()]
+
+
+def stream_header(script: DeviceScript, script_input: t.Mapping[str, t.Any]) -> bytes:
+    """What stream_bootstrap.ps1 reads first: the length of the JSON in ASCII digits, a line feed, then the JSON."""
+    body = json.dumps({"script": script.text, "input": dict(script_input)}, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+    return str(len(body)).encode("ascii") + b"\n" + body
+
+
+@dataclasses.dataclass
+class StreamOutput:
+    """What one Receive brought: output so far (possibly none) and whether the command has ended."""
+
+    stdout: bytes
+    stderr: bytes
+    done: bool
+    exit_code: int | None
+
+
+class StreamingCommand:
+    """A device script running in an open shell, fed and read one WinRM round trip at a time.
+
+    `send` is one Send (at most `chunk_bytes` of data); `receive` is one Receive, which the device holds until it has
+    output or its OperationTimeout passes (then the output is empty). Every failure is a DeviceError.
+    """
+
+    def __init__(self, client: WinRMClient, protocol: t.Any, shell_id: str, command_id: str, envelope: int) -> None:
+        self._client = client
+        self._protocol = protocol
+        self._shell_id = shell_id
+        self.command_id = command_id
+        self.envelope = envelope
+        self.chunk_bytes = send_chunk_bytes(envelope)
+        self.done = False
+        self.exit_code: int | None = None
+
+    def _envelope(self, action: str, body: dict[str, t.Any]) -> str:
+        header = self._protocol.build_wsman_header(action=action, resource_uri=SHELL_CMD_RESOURCE,
+                                                   shell_id=self._shell_id)
+        # pywinrm always asks for 150 KiB responses; a device that allows more sends fewer, larger ones.
+        header["env:Header"]["w:MaxEnvelopeSize"]["#text"] = str(self.envelope)
+        header["env:Body"] = body
+        return xmltodict.unparse({"env:Envelope": header})
+
+    def send(self, data: bytes, end: bool = False) -> None:
+        """One Send of `data` to the command's stdin; `end` closes stdin."""
+        self.send_message(self.send_envelope(data, end))
+
+    def send_envelope(self, data: bytes, end: bool = False) -> bytes:
+        """The Send request for `data`, ready for send_message. Safe to call from another thread, so the next
+        chunk can be read, hashed and encoded while the device takes the current one."""
+        if len(data) > self.chunk_bytes:
+            raise ValueError(f"{len(data)} bytes do not fit one Send of at most {self.chunk_bytes}")
+        body = {"rsp:Send": {"rsp:Stream": {"@Name": "stdin", "@CommandId": self.command_id,
+                                            "@End": "true" if end else "false", "#text": _DATA_PLACEHOLDER}}}
+        # The envelope is rendered around a placeholder and the base64 spliced in as bytes: rendering (and escaping)
+        # hundreds of KiB of base64 through xmltodict would cost more than the rest of the Send.
+        before, after = self._envelope(SEND_ACTION, body).split(_DATA_PLACEHOLDER)
+        return b"".join((before.encode("utf-8"), base64.b64encode(data), after.encode("utf-8")))
+
+    def send_message(self, message: bytes) -> None:
+        """Sends a request send_envelope made (in the order they were made: each carries the next bytes)."""
+        try:
+            self._protocol.send_message(message)
+        except Exception as exc:
+            raise classify(exc, self._client.settings) from None
+
+    def receive(self) -> StreamOutput:
+        """One Receive: whatever stdout and stderr the command wrote since the last one, and whether it ended."""
+        body = {"rsp:Receive": {"rsp:DesiredStream": {"@CommandId": self.command_id, "#text": "stdout stderr"}}}
+        try:
+            response = self._protocol.send_message(self._envelope(RECEIVE_ACTION, body))
+        except Exception as exc:
+            if HAS_WINRM and isinstance(exc, winrm.exceptions.WinRMOperationTimeoutError):
+                return StreamOutput(b"", b"", False, None)  # nothing within the OperationTimeout; ask again
+            raise classify(exc, self._client.settings) from None
+        try:
+            root = ET.fromstring(response)
+        except ET.ParseError as exc:
+            raise classify(exc, self._client.settings) from None
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        for stream in root.iter(_SHELL_NS + "Stream"):
+            if stream.text:
+                (stdout if stream.get("Name") == "stdout" else stderr).append(base64.b64decode(stream.text))
+        for state in root.iter(_SHELL_NS + "CommandState"):
+            if state.get("State", "").endswith("/Done"):
+                self.done = True
+                code = state.find(_SHELL_NS + "ExitCode")
+                self.exit_code = int(code.text) if code is not None and code.text else 0
+        return StreamOutput(b"".join(stdout), b"".join(stderr), self.done, self.exit_code)
+
+    def terminate(self) -> None:
+        """Ends the command (Signal terminate) if it still runs; a failure here is not worth reporting."""
+        if self.done:
+            return
+        try:
+            self._protocol.cleanup_command(self._shell_id, self.command_id)
+        except Exception:
+            pass
+        self.done = True

@@ -1,0 +1,49 @@
+# Copyright (c) remote_support.windows contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin for remote_support.windows.file_transfer: move one file between the controller and a device inside
+an authorized support session."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import typing as t
+
+from ansible.errors import AnsibleError
+from ansible.utils.display import Display
+
+from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer
+from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
+
+display = Display()
+
+
+class ActionModule(DeviceAction):
+    ARGUMENT_SPEC = file_transfer.ARGUMENT_SPEC
+
+    def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
+        if args["idle_after"] <= 0:
+            return {"failed": True, "msg": f"idle_after must be a positive number of seconds, not {args['idle_after']}"}
+        options = dict(args, requested_by=args["requested_by"] or getpass.getuser())
+        if args["direction"] == "to_device":
+            options["src"] = self._local_source(args["src"])
+        host = task_vars.get("inventory_hostname", "")
+
+        def progress(line: str) -> None:
+            display.v(f"{host}: {line}")
+
+        return file_transfer.run(client, options, check_mode=bool(self._task.check_mode),
+                                 diff=bool(self._task.diff), controller_now=utc_now, monotonic=time.monotonic,
+                                 progress=progress, controller_host=socket.gethostname())
+
+    def _local_source(self, src: str) -> str:
+        """A relative src is looked for as copy and template look for theirs: the role's or playbook's files/."""
+        path = os.path.expanduser(src)
+        if os.path.isabs(path):
+            return path
+        try:
+            return self._find_needle("files", path)
+        except AnsibleError:
+            return os.path.abspath(path)

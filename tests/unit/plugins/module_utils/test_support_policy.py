@@ -216,7 +216,7 @@ def test_first_run_writes_everything_then_a_second_changes_nothing():
 def test_only_what_differs_is_written_and_audited():
     device = FakeDevice()
     run(device, **ALL)
-    result = run(device, **dict(ALL, confirmation_required=False))
+    result = run(device, **{**ALL, "confirmation_required": False})
     assert result["changes"] == ["confirmation_required", "shadow"]
     request = device.writes[-1][1]
     assert request["values"] == [{"name": "ConfirmationRequired", "kind": "DWord", "data": 0}]
@@ -232,7 +232,7 @@ def test_only_what_differs_is_written_and_audited():
 def test_check_mode_reports_what_would_change_and_writes_nothing():
     device = FakeDevice()
     run(device, **ALL)
-    result = run(device, check_mode=True, **dict(ALL, session_ttl=1800, remote_control_mode="view"))
+    result = run(device, check_mode=True, **{**ALL, "session_ttl": 1800, "remote_control_mode": "view"})
     assert result["changed"] is True
     assert result["changes"] == ["session_ttl_seconds", "remote_control_mode", "shadow"]
     assert result["msg"].startswith("Would change")

@@ -16,7 +16,9 @@ $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 # Only these may change the scripts SYSTEM runs: SYSTEM, Administrators (and TrustedInstaller).
 $trustedWriters = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
-$writeRights = [System.Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, Delete, ChangePermissions, TakeOwnership, CreateFiles, AppendData'
+# Rights that let a trustee change what SYSTEM runs, with GENERIC_ALL and GENERIC_WRITE, which an ACL may carry as
+# raw bits.
+$writeRights = [long][System.Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, Delete, ChangePermissions, TakeOwnership' -bor 0x50000000
 
 function Read-ScriptFile([string]$Name) {
     if ($Name -notmatch '^[a-z][a-z0-9_]*$') {
@@ -53,7 +55,7 @@ function Test-FolderLockedDown {
     }
     foreach ($rule in $acl.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])) {
         $allows = $rule.AccessControlType -eq [System.Security.AccessControl.AccessControlType]::Allow
-        $writes = ($rule.FileSystemRights -band $writeRights) -ne 0
+        $writes = ([long]$rule.FileSystemRights -band $writeRights) -ne 0
         if ($allows -and $writes -and $trustedWriters -notcontains $rule.IdentityReference.Value) {
             return $false
         }

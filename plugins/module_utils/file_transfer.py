@@ -606,12 +606,16 @@ class FileTransferTask:
                 raise self.no_result(command)
 
     def drain(self, command: t.Any, lines: LineReader) -> dict[str, t.Any] | None:
-        """The result of a command that stopped reading its input, if it wrote one."""
+        """The result of a command that ended and so refused more input, if it wrote one. A command that still runs
+        (the Send failed for another reason, such as a lost connection) has nothing more to say here."""
         try:
-            while not command.done:
-                for message in lines.feed(self.read(command)):
+            for _attempt in range(2):
+                output = self.read(command)
+                for message in lines.feed(output):
                     if message["kind"] == "result":
                         return message
+                if not output or command.done:
+                    return None
         except DeviceError:
             return None
         return None

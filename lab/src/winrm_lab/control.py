@@ -190,10 +190,11 @@ def apply_faults(device: Device, body: t.Any) -> bool:
             raise BadRequest(f"{key} must be true or false")
     if "latency_seconds" in body:
         _number(body["latency_seconds"], "latency_seconds")
-    if body.get("drop_after_bytes") is not None:
-        drop = body["drop_after_bytes"]
-        if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0:
-            raise BadRequest("drop_after_bytes must be a whole number of bytes, or null")
+    for key in ("drop_after_bytes", "drop_after_response_bytes"):
+        if body.get(key) is not None:
+            drop = body[key]
+            if isinstance(drop, bool) or not isinstance(drop, int) or drop < 0:
+                raise BadRequest(f"{key} must be a whole number of bytes, or null")
     if "certificate" in body and body["certificate"] not in CERTIFICATE_KINDS:
         raise BadRequest(f"certificate must be one of {', '.join(CERTIFICATE_KINDS)}")
     if body.get("wmi_error") is not None and not isinstance(body["wmi_error"], str):
@@ -290,8 +291,15 @@ def _device_path(device: Device, path: str | None) -> pathlib.Path:
         raise BadRequest(str(error)) from None
 
 
-def read_path(device: Device, path: str | None) -> dict[str, t.Any] | None:
+def read_path(device: Device, path: str | None, content: bool = True) -> dict[str, t.Any] | None:
     target = _device_path(device, path)
+    if target.is_file() and not content:
+        # Size and SHA-256 only, read a block at a time: how tests check files too large to ship as JSON.
+        digest = hashlib.sha256()
+        with open(target, "rb") as handle:
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                digest.update(block)
+        return {"path": path, "type": "file", "size": target.stat().st_size, "sha256": digest.hexdigest()}
     if target.is_dir():
         return {"path": path, "type": "directory", "entries": [
             {"name": child.name, "type": "directory" if child.is_dir() else "file",
@@ -327,6 +335,38 @@ def delete_path(device: Device, path: str | None) -> bool:
             target.rmdir()
             return True
     return False
+
+
+def storage_state(device: Device) -> dict[str, t.Any]:
+    with device.lock:
+        return {"free_space_bytes": device.free_space_bytes, "denied_paths": sorted(device.denied_paths),
+                "locked_files": sorted(device.locked_files)}
+
+
+def apply_storage(device: Device, body: t.Any) -> None:
+    """Free space, and the files and folders the WinRM account is denied or other programs hold open."""
+    body = _require_object(body)
+    _check_fields(body, ("free_space_bytes", "denied_paths", "locked_files"))
+    if "free_space_bytes" in body:
+        free = body["free_space_bytes"]
+        if isinstance(free, bool) or not isinstance(free, int) or free < 0:
+            raise BadRequest("free_space_bytes must be a whole number of bytes")
+    paths: dict[str, set[str]] = {}
+    for key in ("denied_paths", "locked_files"):
+        if key in body:
+            value = body[key]
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise BadRequest(f"{key} must be a list of Windows paths")
+            for entry in value:
+                _device_path(device, entry)  # an absolute Windows path of this device
+            paths[key] = {entry.replace("/", "\\").rstrip("\\").lower() for entry in value}
+    with device.lock:
+        if "free_space_bytes" in body:
+            device.free_space_bytes = body["free_space_bytes"]
+        if "denied_paths" in paths:
+            device.denied_paths = paths["denied_paths"]
+        if "locked_files" in paths:
+            device.locked_files = paths["locked_files"]
 
 
 def _registry_value(value: t.Any) -> t.Any:
@@ -473,6 +513,8 @@ class ControlSurface:
             web.patch("/devices/{name}/remote-desktop", self.patch_remote_desktop),
             web.post("/devices/{name}/remote-desktop/shadow", self.post_shadow),
             web.get("/devices/{name}/files", self.get_files),
+            web.get("/devices/{name}/storage", self.get_storage),
+            web.patch("/devices/{name}/storage", self.patch_storage),
             web.put("/devices/{name}/files", self.put_file),
             web.delete("/devices/{name}/files", self.delete_file),
             web.get("/devices/{name}/registry", self.get_registry),
@@ -567,9 +609,18 @@ class ControlSurface:
     async def post_shadow(self, request: web.Request) -> web.Response:
         return web.json_response(shadow_request(self._device(request), await request.json()))
 
+    async def get_storage(self, request: web.Request) -> web.Response:
+        return web.json_response(storage_state(self._device(request)))
+
+    async def patch_storage(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        apply_storage(device, await request.json())
+        return web.json_response(storage_state(device))
+
     async def get_files(self, request: web.Request) -> web.Response:
         path = request.query.get("path")
-        found = read_path(self._device(request), path)
+        content = request.query.get("content", "true").lower() not in ("false", "0", "no")
+        found = read_path(self._device(request), path, content)
         if found is None:
             return web.json_response({"error": f"Cannot find path '{path}' because it does not exist."}, status=404)
         return web.json_response(found)
@@ -759,6 +810,16 @@ class ControlClient:
         if found["type"] != "file":
             raise ControlError(400, f"{path} is a directory")
         return base64.b64decode(found["content_base64"])
+
+    def file_digest(self, name: str, path: str) -> dict[str, t.Any]:
+        """A file's size and SHA-256, without its content."""
+        return self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path, "content": "false"})
+
+    def storage(self, name: str) -> dict[str, t.Any]:
+        return self.request("GET", f"/devices/{self._name(name)}/storage")
+
+    def set_storage(self, name: str, **fields: t.Any) -> dict[str, t.Any]:
+        return self.request("PATCH", f"/devices/{self._name(name)}/storage", fields)
 
     def write_file(self, name: str, path: str, data: bytes) -> dict[str, t.Any]:
         return self.request("PUT", f"/devices/{self._name(name)}/files", query={"path": path}, raw=data)

@@ -45,6 +45,10 @@ class Faults:
     # Abort the TCP connection, once, when the request bodies received since the fault was set pass this many
     # bytes: a connection lost in the middle of a transfer. Cleared after it fires.
     drop_after_bytes: int | None = None
+    # The same on the way back: once the response bodies sent since the fault was set pass this many bytes, the
+    # response that crosses it is cut off after the first of its bytes that fit and the TCP connection is aborted,
+    # once (a connection lost while the device answers, e.g. mid-download). Cleared after it fires.
+    drop_after_response_bytes: int | None = None
     # Which certificate the HTTPS listener presents: valid | mismatch (wrong host name) | untrusted (not issued by
     # the lab CA) | expired.
     certificate: str = "valid"

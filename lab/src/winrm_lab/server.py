@@ -95,6 +95,7 @@ class LabServer:
         self.scheduler = TaskScheduler(self.devices)  # every device's Task Scheduler, on this server's loop
         self._listeners: dict[str, list[_Listener]] = {}  # device name -> its bound listeners
         self._dropped_bytes: dict[str, int] = {}  # device name -> request bytes seen since drop_after_bytes was set
+        self._answered_bytes: dict[str, int] = {}  # device name -> response bytes since drop_after_response_bytes
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -229,7 +230,30 @@ class LabServer:
             payload, payload_type = auth.wrap_message(result.sealing, payload)
         else:
             payload_type = SOAP_CONTENT_TYPE
+        await self._drop_response_if_due(device, request, status, payload)
         return _response(status, payload, payload_type if payload else None, headers=result.headers)
+
+    async def _drop_response_if_due(self, device: t.Any, request: web.BaseRequest, status: int, payload: bytes) -> None:
+        """Counts response bytes against drop_after_response_bytes; the response that crosses it is sent only in
+        part (headers and the bytes below the threshold), then the connection is aborted, once."""
+        threshold = device.faults.drop_after_response_bytes
+        if threshold is None:
+            self._answered_bytes.pop(device.name, None)
+            return
+        before = self._answered_bytes.get(device.name, 0)
+        if before + len(payload) <= threshold:
+            self._answered_bytes[device.name] = before + len(payload)
+            return
+        device.faults.drop_after_response_bytes = None  # the fault fires once
+        self._answered_bytes.pop(device.name, None)
+        partial = web.StreamResponse(status=status)
+        partial.headers["Server"] = SERVER_HEADER
+        partial.content_length = len(payload)
+        with contextlib.suppress(Exception):
+            await partial.prepare(request)
+            await partial.write(payload[:max(0, threshold - before)])
+        _reset(request)
+        await _never()
 
     async def _wsman(self, device: t.Any, scheme: str, request: web.BaseRequest, user: str,
                      body: bytes) -> tuple[int, bytes]:

@@ -490,7 +490,8 @@ try {
     $sinceCheck = [long]0
     $stop = $null
     while ($remaining -gt 0) {
-        $want = [int][Math]::Min([long]$buffer.Length, $remaining)
+        # Never past the next chunk boundary: the session is checked after every chunk_bytes exactly.
+        $want = [int][Math]::Min([Math]::Min([long]$buffer.Length, [long]($chunkBytes - $sinceCheck)), $remaining)
         $count = $InputStream.Read($buffer, 0, $want)
         if ($count -le 0) {
             throw (New-Refusal 'interrupted' 'The controller stopped sending before the whole file arrived.')

@@ -136,6 +136,14 @@ def host_path(device: Device, path: str) -> pathlib.Path:
     return current
 
 
+def is_folder(device: Device, path: str) -> bool:
+    """[System.IO.Directory]::Exists: false, not an error, for what is no folder of this device's drives."""
+    try:
+        return host_path(device, path).is_dir()
+    except (Refusal, ValueError):
+        return False
+
+
 def _covered(path: str, paths: t.Iterable[str]) -> bool:
     lowered = path.lower().rstrip("\\")
     return any(lowered == p.rstrip("\\") or lowered.startswith(p.rstrip("\\") + "\\") for p in paths)

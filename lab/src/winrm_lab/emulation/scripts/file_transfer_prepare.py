@@ -48,7 +48,7 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
     try:
         given = script_input["path"]
         path = transfers.full_path(given)
-        if to_device and (given.endswith(("\\", "/")) or transfers.host_path(device, path).is_dir()):
+        if to_device and (given.endswith(("\\", "/")) or transfers.is_folder(device, path)):
             path = transfers.full_path(ntpath.join(path, script_input["file_name"] or ""))
         result["path"] = path
         transfers.check_allowed(policy, path)

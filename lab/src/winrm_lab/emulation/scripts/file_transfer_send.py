@@ -109,7 +109,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         stop = None
         buffer_bytes = max(65536, min(chunk, 4 * 1024 * 1024))
         while remaining > 0:
-            data = await io.read_stdin_some(min(buffer_bytes, remaining))
+            # Never past the next chunk boundary: the session is checked after every chunk_bytes exactly.
+            data = await io.read_stdin_some(min(buffer_bytes, chunk - since_check, remaining))
             if not data:
                 raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer "
                                              "was interrupted.")

@@ -39,8 +39,9 @@ def _contract(name):
         return json.load(handle)
 
 
-CONTRACTS = {name: _contract(name) for name in ("get_device_facts", "get_support_session", "file_transfer_prepare",
-                                                 "file_transfer_send", "file_transfer_receive")}
+SCRIPT_NAMES = ("get_device_facts", "get_support_session", "file_transfer_prepare", "file_transfer_send",
+                "file_transfer_receive")
+CONTRACTS = {name: _contract(name) for name in SCRIPT_NAMES}
 
 
 @pytest.fixture(autouse=True)
@@ -585,16 +586,18 @@ def test_an_unreachable_device_says_so():
 
 # --- refusals -------------------------------------------------------------------------------------------------------
 
+def _existing(device, marks):
+    """An existing x.bin, marked held open or denied."""
+    marks.add((FOLDER + "\\x.bin").lower())
+    device.files[(FOLDER + "\\x.bin").lower()] = bytearray(b"1")
+
+
 @pytest.mark.parametrize("setup,dest,code,words", [
     (lambda d: None, "C:\\Windows\\System32\\x.bin", "path_not_allowed", "FileTransferAllowedRoots"),
     (lambda d: setattr(d, "free", 100), FOLDER + "\\x.bin", "disk_full", "not enough space"),
     (lambda d: d.policy.update(max_size_bytes=1000), FOLDER + "\\x.bin", "too_large", "support_policy"),
-    (lambda d: d.locked.add((FOLDER + "\\x.bin").lower()) or d.files.setdefault((FOLDER + "\\x.bin").lower(),
-                                                                               bytearray(b"1")),
-     FOLDER + "\\x.bin", "in_use", "being used by another process"),
-    (lambda d: d.denied.add((FOLDER + "\\x.bin").lower()) or d.files.setdefault((FOLDER + "\\x.bin").lower(),
-                                                                               bytearray(b"1")),
-     FOLDER + "\\x.bin", "access_denied", "is denied"),
+    (lambda d: _existing(d, d.locked), FOLDER + "\\x.bin", "in_use", "being used by another process"),
+    (lambda d: _existing(d, d.denied), FOLDER + "\\x.bin", "access_denied", "is denied"),
     (lambda d: None, FOLDER + "\\" + "n" * 250 + ".bin", "name_too_long", "too long"),
     # the destination folder holds a folder of the file's name
     (lambda d: d.folders.add((FOLDER + "\\x.bin").lower()), FOLDER + "\\", "is_directory", "folder"),

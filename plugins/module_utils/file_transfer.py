@@ -683,7 +683,7 @@ class FileTransferTask:
         if decision.allowed:  # authorized, but not for this transfer (its registration was removed)
             return device_message
         self.state = decision.state
-        return f"{decision.message} ({device_message})"
+        return decision.message
 
     def failed(self, code: str, message: str, session: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
         result = self.outcome(False, f"{FAILED}: {message}", FAILED)

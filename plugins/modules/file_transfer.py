@@ -20,7 +20,7 @@ description:
     place only once the hashes agree, so it is never partial. A run that loses its connection ("Connection to
     workstation lost") leaves that temporary file, and running the same task again resumes after the last byte both
     sides agree on.
-  - Idempotent, a destination with the same content is left alone (RV(changed=false)); with O(force=false) an
+  - Idempotent, a destination with the same content is left alone (not changed); with O(force=false) an
     existing, different destination is kept.
   - The device checks the session again after every chunk, so deauthorizing the session or its expiry stops a
     transfer in progress. The result is then "Sending failed" with the reason, nothing partial stays behind, and the

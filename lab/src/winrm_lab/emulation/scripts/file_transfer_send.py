@@ -70,7 +70,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         started = True
 
         parent = ntpath.dirname(path)
-        transfers.check_access(device, parent)
+        temp = ntpath.join(parent, f"~rs-{request['transfer_id']}.partial")
+        transfers.check_access(device, temp)  # creating it in a folder whose ACL denies us
         parent_host = transfers.host_path(device, parent)
         if parent_host.exists() and not parent_host.is_dir():
             raise Refusal("exists", f"Cannot create \"{parent}\" because a file or directory with the same name "
@@ -79,7 +80,6 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         if transfers.host_path(device, path).is_file():
             transfers.check_access(device, path)  # opened for writing, sharing nothing
             transfers.check_not_locked(device, path)
-        temp = ntpath.join(parent, f"~rs-{request['transfer_id']}.partial")
         temp_host = transfers.host_path(device, temp)
         handle = open(temp_host, "r+b" if temp_host.is_file() else "w+b")
         if not request["resume"] or os.fstat(handle.fileno()).st_size > size:

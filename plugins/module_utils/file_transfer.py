@@ -67,6 +67,10 @@ WINDOW_BYTES = 16 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 # Progress lines at -v: every tenth of the file, and at least this often.
 PROGRESS_SECONDS = 5.0
+# A device that says nothing for this long (each Receive it holds for its OperationTimeout and answers empty) is
+# taken for hung. Generous: before "ready" the device hashes what an interrupted run left, which on a slow disk and
+# a large file takes a while.
+STALL_SECONDS = 600.0
 
 # What to do about each way a transfer can fail (the device's codes, file_transfer_*.contract.json).
 HINTS = {
@@ -351,6 +355,7 @@ class FileTransferTask:
         self.resumed_from = 0
         self.started_at = 0.0
         self.stderr = b""
+        self.last_output: float | None = None
 
     # --- the decision ----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, t.Any]:
@@ -595,6 +600,12 @@ class FileTransferTask:
         """One Receive: the command's stdout since the last one (stderr is kept for a failure's message)."""
         output = command.receive()
         self.stderr = (self.stderr + output.stderr)[-4096:]
+        now = self.monotonic()
+        if output.stdout or output.stderr or output.done or self.last_output is None:
+            self.last_output = now
+        elif now - self.last_output > STALL_SECONDS:
+            raise DeviceError("timeout", f"The device has sent nothing for {int(now - self.last_output)} s while "
+                                         "the transfer was under way.")
         return output.stdout
 
     def next_message(self, command: t.Any, reader: t.Any) -> dict[str, t.Any]:

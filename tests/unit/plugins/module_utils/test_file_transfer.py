@@ -793,3 +793,20 @@ def test_the_transfer_id_is_stable_and_tells_transfers_apart():
                                               "/src/x.bin")
     assert first != file_transfer.transfer_id("from_device", "C:\\Users\\A\\x.bin", "ctl", "/src/x.bin")
     assert first != file_transfer.transfer_id("to_device", "C:\\Users\\A\\x.bin", "ctl", "/src/y.bin")
+
+
+def test_a_device_that_stops_answering_is_given_up_on(local_file, monkeypatch):
+    device = FakeDevice()
+    clock = {"now": 0.0}
+
+    def silent_receive(self):
+        clock["now"] += 30  # each empty Receive is the device holding it for its OperationTimeout
+        return StreamOutput(b"", b"", False, None)
+
+    monkeypatch.setattr(FakeStream, "receive", silent_receive)
+    result = file_transfer.run(device, {"direction": "to_device", "src": local_file(10), "dest": FOLDER + "\\x.bin",
+                                        "force": True, "requested_by": "j", "idle_after": 900},
+                               check_mode=False, diff=False, controller_now=lambda: device.now,
+                               monotonic=lambda: clock["now"], progress=lambda line: None, controller_host="c")
+    assert result["failed"] is True and result["error_code"] == "connection_lost"
+    assert "has sent nothing for" in result["msg"] and clock["now"] > file_transfer.STALL_SECONDS

@@ -32,7 +32,7 @@ class ActionModule(DeviceAction):
         host = task_vars.get("inventory_hostname", "")
 
         def progress(line: str) -> None:
-            display.v(f"{host}: {line}")
+            display.v(line, host=host)
 
         return file_transfer.run(client, options, check_mode=bool(self._task.check_mode),
                                  diff=bool(self._task.diff), controller_now=utc_now, monotonic=time.monotonic,

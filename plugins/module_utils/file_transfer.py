@@ -345,7 +345,6 @@ class FileTransferTask:
         self.device_time: str | None = None
         self.session: sm.SessionRecord | None = None
         self.state = "unavailable"
-        self.report: dict[str, t.Any] = {}
         # filled in as the task learns them
         self.src = options["src"]
         self.dest = options["dest"]
@@ -356,6 +355,7 @@ class FileTransferTask:
         self.started_at = 0.0
         self.stderr = b""
         self.last_output: float | None = None
+        self.streaming = False  # from_device: the controller's temporary file is being written
 
     # --- the decision ----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, t.Any]:
@@ -542,7 +542,9 @@ class FileTransferTask:
                 raise TransferFailed("hash_mismatch", f"What arrived (SHA-256 {sha}) is not what the device read "
                                                       f"(SHA-256 {result['sha256']}). {HINTS['hash_mismatch']}")
             os.replace(temp, dest)  # atomic on one file system: the destination is never partial
-        elif result["outcome"] == "stopped" or (result["error"] or {}).get("code") != "interrupted":
+        elif self.streaming and (result["error"] or {}).get("code") != "interrupted":
+            # Stopped or failed mid-way: nothing partial stays. A refusal before the first frame keeps what an
+            # earlier, interrupted run left for the next one.
             _remove(temp)
         return self.finish(result, local_file, local_sha=sha)
 
@@ -576,6 +578,7 @@ class FileTransferTask:
             handle.truncate()
             holder["file"] = handle
             command.send(f"{start}\n".encode("ascii"), end=True)
+            self.streaming = True
             while True:
                 messages = frames.feed(self.read(command))
                 report(start + self.bytes_transferred)

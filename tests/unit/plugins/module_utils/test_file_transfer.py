@@ -810,3 +810,21 @@ def test_a_device_that_stops_answering_is_given_up_on(local_file, monkeypatch):
                                monotonic=lambda: clock["now"], progress=lambda line: None, controller_host="c")
     assert result["failed"] is True and result["error_code"] == "connection_lost"
     assert "has sent nothing for" in result["msg"] and clock["now"] > file_transfer.STALL_SECONDS
+
+
+def test_a_refusal_before_the_first_frame_keeps_what_an_interrupted_run_left(tmp_path):
+    device = FakeDevice()
+    device.files[(FOLDER + "\\log.bin").lower()] = bytearray(b"q" * (6 * CHUNK))
+    dest = tmp_path / "log.bin"
+    device.drop_on_receive = 3
+    run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(dest))
+    partial = [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
+    assert partial
+    # The session ends between prepare and the stream: the device refuses before the first frame.
+    original = device.session_stop
+    device.session_stop = lambda session_id, transfer_id: {"message": "The device has no support session.",
+                                                           "session": None} if transfer_id is None else \
+        original(session_id, transfer_id)
+    refused = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(dest))
+    assert refused["failed"] is True and refused["error_code"] == "session_not_authorized"
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".partial")] == partial

@@ -25,10 +25,12 @@ import hashlib
 import json
 import os
 import pathlib
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psutil
@@ -181,12 +183,21 @@ def ceiling(client: WinRMClient, direction: str, size: int, max_envelope_kb: int
     with client.shell() as shell:
         command = shell.start_stream(script, {"direction": direction, "bytes": size}, envelope)
         if direction == "in":
-            zeros = bytes(command.chunk_bytes)
-            left = size
-            while left > 0:
-                count = min(left, len(zeros))
-                left -= count
-                command.send(zeros[:count], end=left == 0)
+            # Encoded on a second thread, a couple ahead, as the module does, so only WinRM's cost is left.
+            ready: queue.Queue = queue.Queue(maxsize=2)
+
+            def encode() -> None:
+                zeros = bytes(command.chunk_bytes)
+                left = size
+                while left > 0:
+                    count = min(left, len(zeros))
+                    left -= count
+                    ready.put(command.send_envelope(zeros[:count], left == 0))
+                ready.put(None)
+
+            threading.Thread(target=encode, daemon=True).start()
+            for message in iter(ready.get, None):
+                command.send_message(message)
         received = 0
         while not command.done:
             received += len(command.receive().stdout)

@@ -5,9 +5,10 @@ the lab at bench/device_scripts as well (WINRM_LAB_DEVICE_SCRIPTS)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import typing as t
+
+import pybase64
 
 from ...device import Device
 from ...process import ProcessIO
@@ -19,7 +20,7 @@ VERSION = 1
 def _write(handle: t.BinaryIO, digest: t.Any, lines: list[bytes]) -> int:
     total = 0
     for line in lines:
-        data = base64.b64decode(line)  # [Convert]::FromBase64String, one pipeline object (line) at a time
+        data = pybase64.b64decode(line)  # [Convert]::FromBase64String (native), one pipeline object (line) at a time
         digest.update(data)
         handle.write(data)
         total += len(data)

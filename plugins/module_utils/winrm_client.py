@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 import typing as t
-import xml.etree.ElementTree as ET
+import xml.parsers.expat
 
 try:
     import requests.exceptions
@@ -382,7 +382,7 @@ SEND_ENVELOPE_OVERHEAD = 8192
 SHELL_CMD_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 SEND_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send"
 RECEIVE_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
-_SHELL_NS = "{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}"
+_SHELL_NS = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _DATA_PLACEHOLDER = "@@stream-data@@"
 
 
@@ -415,6 +415,51 @@ def stream_header(script: DeviceScript, script_input: t.Mapping[str, t.Any]) -> 
     body = json.dumps({"script": script.text, "input": dict(script_input)}, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
     return str(len(body)).encode("ascii") + b"\n" + body
+
+
+def parse_receive_response(response: bytes) -> tuple[bytes, bytes, str, str]:
+    """A ReceiveResponse's decoded stdout and stderr, its CommandState's State ("" if none) and ExitCode text.
+
+    Read with expat's events rather than into an ElementTree: a response carries up to MaxEnvelopeSize of base64,
+    which the tree builder collects in pieces and copies, and that cost as much as decoding it. With buffered text
+    each element's base64 arrives in one piece."""
+    elements: dict[str, list[list[str]]] = {"stdout": [], "stderr": []}  # the text of each rsp:Stream, per stream
+    exit_code: list[str] = []
+    state = ""
+    collecting: list[str] | None = None
+
+    def start(name: str, attributes: dict[str, str]) -> None:
+        nonlocal collecting, state
+        namespace, _sep, local = name.rpartition(" ")
+        if namespace != _SHELL_NS:
+            return
+        if local == "Stream":
+            collecting = []
+            elements["stderr" if attributes.get("Name") == "stderr" else "stdout"].append(collecting)
+        elif local == "CommandState":
+            state = attributes.get("State", "")
+        elif local == "ExitCode":
+            collecting = exit_code
+
+    def end(name: str) -> None:
+        nonlocal collecting
+        collecting = None
+
+    def text(data: str) -> None:
+        if collecting is not None:
+            collecting.append(data)
+
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.buffer_text = True
+    parser.buffer_size = max(len(response), 8192)
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    parser.Parse(response, True)
+    # Each rsp:Stream is base64 on its own (padding and all), so each one is decoded by itself.
+    stdout, stderr = (b"".join(base64.b64decode("".join(parts)) for parts in elements[name])
+                      for name in ("stdout", "stderr"))
+    return stdout, stderr, state, "".join(exit_code).strip()
 
 
 @dataclasses.dataclass
@@ -491,20 +536,13 @@ class StreamingCommand:
                 return StreamOutput(b"", b"", False, None)  # nothing within the OperationTimeout; ask again
             raise classify(exc, self._client.settings) from None
         try:
-            root = ET.fromstring(response)
-        except ET.ParseError as exc:
+            stdout, stderr, state, exit_code = parse_receive_response(response)
+        except (xml.parsers.expat.ExpatError, ValueError) as exc:  # not XML, or not base64 (binascii.Error)
             raise classify(exc, self._client.settings) from None
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
-        for stream in root.iter(_SHELL_NS + "Stream"):
-            if stream.text:
-                (stdout if stream.get("Name") == "stdout" else stderr).append(base64.b64decode(stream.text))
-        for state in root.iter(_SHELL_NS + "CommandState"):
-            if state.get("State", "").endswith("/Done"):
-                self.done = True
-                code = state.find(_SHELL_NS + "ExitCode")
-                self.exit_code = int(code.text) if code is not None and code.text else 0
-        return StreamOutput(b"".join(stdout), b"".join(stderr), self.done, self.exit_code)
+        if state.endswith("/Done"):
+            self.done = True
+            self.exit_code = int(exit_code) if exit_code else 0
+        return StreamOutput(stdout, stderr, self.done, self.exit_code)
 
     def terminate(self) -> None:
         """Ends the command (Signal terminate) if it still runs; a failure here is not worth reporting."""

@@ -19,6 +19,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils.winrm_clien
     SAFE_ENVELOPE_BYTES,
     WinRMClient,
     envelope_bytes,
+    parse_receive_response,
     resolve_settings,
     send_chunk_bytes,
     stream_command_arguments,
@@ -169,3 +170,34 @@ def test_failures_are_named():
         assert caught.value.reason == "protocol"
         command.terminate()
     assert recorder.cleaned == [CMD]
+
+
+def test_a_receive_response_in_several_stream_elements_and_with_the_windows_prefixes():
+    # Windows may answer with more than one rsp:Stream per stream, each padded base64 of its own; only elements in the
+    # shell namespace count, whatever their prefix.
+    pieces = [b"a", b"bc", b"\xff" * 1000]
+    streams = "".join(f'<w:Stream Name="stdout" CommandId="{CMD}">{base64.b64encode(p).decode()}</w:Stream>'
+                      for p in pieces)
+    response = (f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:w="{NS["rsp"]}" xmlns:o="urn:other"><s:Body>'
+                f'<w:ReceiveResponse>{streams}<o:Stream Name="stdout">{base64.b64encode(b"not mine").decode()}'
+                f'</o:Stream><w:Stream Name="stderr" CommandId="{CMD}">{base64.b64encode(b"err").decode()}</w:Stream>'
+                f'<w:Stream Name="stdout" CommandId="{CMD}" End="true"></w:Stream>'
+                f'<w:CommandState CommandId="{CMD}" State="http://schemas.microsoft.com/wbem/wsman/1/windows/shell/'
+                'CommandState/Done"><w:ExitCode> 3 </w:ExitCode></w:CommandState></w:ReceiveResponse></s:Body>'
+                '</s:Envelope>').encode()
+    stdout, stderr, state, exit_code = parse_receive_response(response)
+    assert stdout == b"".join(pieces)
+    assert stderr == b"err"
+    assert state.endswith("/CommandState/Done") and exit_code == "3"
+
+
+@pytest.mark.parametrize("response", [b"<s:Envelope", receive_response(stdout=b"x").replace(b"eA==", b"eA")],
+                         ids=["not-xml", "not-base64"])
+def test_a_receive_response_that_cannot_be_read_is_a_named_failure(response):
+    recorder = Recorder([b"", response])
+    with client_with(recorder).shell() as shell:
+        command = shell.start_stream(SCRIPT, {})
+        with pytest.raises(DeviceError) as caught:
+            command.receive()
+        assert caught.value.reason == "protocol"
+        command.terminate()

@@ -13,7 +13,8 @@ Prints one JSON document. Nothing is asserted: docs/benchmarks.md records what a
   SHA-1 afterwards. Also with Ansible's own read size (250,000 bytes, ~445 KB Sends), which the same plugin uses.
 - ansible fetch_file: one command per 512 KiB, answered in base64, received with pywinrm's default envelope.
 - ceiling: the same bytes through one command with nothing done to them on either side (bench_raw_stream), at the
-  device's envelope size: what WinRM itself costs in the lab (HTTP, TLS or NTLM sealing, SOAP, base64).
+  device's envelope size, prepared ahead (sending) or received ahead (receiving) on a second thread as the module
+  does: what WinRM itself costs in the lab (HTTP, TLS or NTLM sealing, SOAP, base64).
 """
 
 from __future__ import annotations
@@ -198,9 +199,14 @@ def ceiling(client: WinRMClient, direction: str, size: int, max_envelope_kb: int
             threading.Thread(target=encode, daemon=True).start()
             for message in iter(ready.get, None):
                 command.send_message(message)
-        received = 0
-        while not command.done:
-            received += len(command.receive().stdout)
+        # Received on a second thread, ahead of the caller, as the module does.
+        reader = file_transfer.OutputReader(command)
+        reader.start()
+        try:
+            while not reader.ended:
+                reader.receive()
+        finally:
+            reader.close()
     return {"seconds": round(time.monotonic() - started, 2), "envelope_bytes": envelope}
 
 

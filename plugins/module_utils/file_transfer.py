@@ -229,15 +229,48 @@ class Chunk:
     last: bool
 
 
-class ChunkProducer(threading.Thread):
-    """Reads, hashes and encodes a local file's chunks into Send requests, a couple ahead of the Sends, so that the
-    controller prepares the next chunk while the device takes the current one. Never more than QUEUE_CHUNKS wait."""
+class WorkAhead(threading.Thread):
+    """A second thread that works a couple of items ahead of the transfer's own: the device and the network carry one
+    part of the file while the controller prepares or stores the next. `run` hands items (or the exception that
+    stopped it) to `_put`; the transfer takes them in order with `_take`, and `close` stops the thread."""
 
-    QUEUE_CHUNKS = 2
+    AHEAD = 2
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._queue: queue.Queue[t.Any] = queue.Queue(maxsize=self.AHEAD)
+        self._stopping = threading.Event()
+
+    def _put(self, item: t.Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _take(self) -> t.Any:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stopping.set()
+        while self.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self.join()
+
+
+class ChunkProducer(WorkAhead):
+    """to_device: reads, hashes and encodes the local file's chunks into Send requests ahead of the Sends."""
 
     def __init__(self, command: t.Any, path: str, start: int, size: int, chunk: int, digest: t.Any,
                  before: os.stat_result) -> None:
-        super().__init__(name="file-transfer-reader", daemon=True)
+        super().__init__("file-transfer-reader")
         self._command = command
         self._path = path
         self._start = start
@@ -245,8 +278,6 @@ class ChunkProducer(threading.Thread):
         self._chunk = chunk
         self._digest = digest
         self._before = before
-        self._queue: queue.Queue[Chunk | BaseException] = queue.Queue(maxsize=self.QUEUE_CHUNKS)
-        self._stopping = threading.Event()
         self.source_changed = False
 
     def run(self) -> None:
@@ -276,30 +307,38 @@ class ChunkProducer(threading.Thread):
         except BaseException as error:  # handed to the sending thread, which raises it
             self._put(error)
 
-    def _put(self, item: Chunk | BaseException) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
     def next(self) -> Chunk:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            if isinstance(item, OSError):
-                raise TransferFailed("local_error", f"Reading {self._path} on the controller failed: {item}")
-            raise item
-        return item
+        try:
+            return self._take()
+        except OSError as error:
+            raise TransferFailed("local_error", f"Reading {self._path} on the controller failed: {error}") from None
 
-    def close(self) -> None:
-        self._stopping.set()
-        while self.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        self.join()
+
+class OutputReader(WorkAhead):
+    """from_device: Receives the command's output ahead of the transfer, which writes and hashes what came meanwhile,
+    until the command ends. Nothing else goes to the device while it runs: an NTLM-sealed connection carries one
+    message at a time, in order."""
+
+    def __init__(self, command: t.Any) -> None:
+        super().__init__("file-transfer-receiver")
+        self._command = command
+        self.ended = False  # the output taken last was the command's last (command.done may already be ahead)
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                output = self._command.receive()
+                self._put(output)
+                if output.done:
+                    return
+        except BaseException as error:  # a DeviceError, raised in the transfer's thread
+            self._put(error)
+
+    def receive(self) -> t.Any:
+        """The next Receive's output, as command.receive() would have returned it."""
+        output = self._take()
+        self.ended = output.done
+        return output
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -579,16 +618,21 @@ class FileTransferTask:
             holder["file"] = handle
             command.send(f"{start}\n".encode("ascii"), end=True)
             self.streaming = True
-            while True:
-                messages = frames.feed(self.read(command))
-                report(start + self.bytes_transferred)
-                for message in messages:
-                    if message["kind"] == "result":
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                        return message, digest.hexdigest()
-                if command.done and not frames.done:
-                    raise self.no_result(command)
+            reader = OutputReader(command)
+            reader.start()
+            try:
+                while True:
+                    messages = frames.feed(self.read(command, reader.receive))
+                    report(start + self.bytes_transferred)
+                    for message in messages:
+                        if message["kind"] == "result":
+                            handle.flush()
+                            os.fsync(handle.fileno())
+                            return message, digest.hexdigest()
+                    if reader.ended and not frames.done:
+                        raise self.no_result(command)
+            finally:
+                reader.close()
 
     # --- the device's side of both ------------------------------------------------------------------------------------
     def prepare(self, request: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -599,9 +643,10 @@ class FileTransferTask:
             raise TransferFailed(refusal["code"], f"{refusal['message']} {hint}".strip())
         return prepared
 
-    def read(self, command: t.Any) -> bytes:
-        """One Receive: the command's stdout since the last one (stderr is kept for a failure's message)."""
-        output = command.receive()
+    def read(self, command: t.Any, receive: t.Callable[[], t.Any] | None = None) -> bytes:
+        """One Receive (`receive`, or the command's own): the command's stdout since the last one (stderr is kept
+        for a failure's message)."""
+        output = (receive or command.receive)()
         self.stderr = (self.stderr + output.stderr)[-4096:]
         now = self.monotonic()
         if output.stdout or output.stderr or output.done or self.last_output is None:

@@ -828,3 +828,25 @@ def test_a_refusal_before_the_first_frame_keeps_what_an_interrupted_run_left(tmp
     refused = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(dest))
     assert refused["failed"] is True and refused["error_code"] == "session_not_authorized"
     assert [p for p in os.listdir(tmp_path) if p.endswith(".partial")] == partial
+
+
+def test_a_receiving_script_that_dies_mid_file_is_named_and_leaves_no_destination(tmp_path, monkeypatch):
+    # The device's script ends (say powershell.exe is killed) after three frames, with no result line: the output
+    # received ahead of the controller is written first, then the end is reported, not before.
+    device = FakeDevice()
+    device.files[(FOLDER + "\\log.bin").lower()] = bytearray(random.Random(5).randbytes(6 * CHUNK))
+    frame = FakeStream.next_frame
+
+    def dying_frame(self):
+        if self.result["bytes_sent"] >= 3 * CHUNK:
+            self.state, self.done, self.exit_code = "done", True, -1
+            return
+        frame(self)
+
+    monkeypatch.setattr(FakeStream, "next_frame", dying_frame)
+    dest = tmp_path / "log.bin"
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(dest))
+    assert result["failed"] is True and result["error_code"] == "script", result["msg"]
+    assert "ended (exit code -1) without a result" in result["msg"]
+    assert result["transfer"]["bytes_transferred"] == 3 * CHUNK
+    assert not dest.exists()

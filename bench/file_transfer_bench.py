@@ -2,9 +2,11 @@
 plugin does (put_file, fetch_file) and beside the lab's raw ceiling, 100 MB each direction over HTTPS and over HTTP
 with NTLM message encryption; then the controller's peak memory while moving a 1 GB file.
 
-    python bench/file_transfer_bench.py [--size-mb 100] [--large-mb 1024] [--skip-large]
+    python bench/file_transfer_bench.py [--size-mb 100] [--repeats 3] [--large-mb 1024] [--skip-large]
 
 Prints one JSON document. Nothing is asserted: docs/benchmarks.md records what a run printed, and under which load.
+Each 100 MB figure is the median of --repeats transfers, taken in turns (module, baselines, ceiling, then again), and
+lists every repeat's MB/s: on a shared two-core machine one transfer of a few seconds varies by a fifth or more.
 
 - module: file_transfer's core (module_utils/file_transfer.py) as the action plugin runs it, through the collection's
   WinRM client: facts, session, prepare, then one streaming command with device-sized chunks.
@@ -223,6 +225,14 @@ def rate(size: int, figures: dict) -> dict:
     return figures
 
 
+def median(size: int, runs: list[dict]) -> dict:
+    """The median run of several of the same transfer, with every run's MB/s beside it."""
+    ordered = sorted((rate(size, run) for run in runs), key=lambda run: run["seconds"])
+    figures = dict(ordered[len(ordered) // 2])
+    figures["runs_mb_per_second"] = [run["mb_per_second"] for run in runs]
+    return figures
+
+
 def peak_rss_engine(device: dict, ca_file: str, direction: str, src: str, dest: str) -> dict:
     """Moves one file with the module's core in a process of its own and reports that process's peak RSS."""
     code = """
@@ -297,6 +307,7 @@ def peak_rss_playbook(lab: RunningLab, host: str, src: str, dest: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--large-mb", type=int, default=1024)
     parser.add_argument("--skip-large", action="store_true")
     args = parser.parse_args()
@@ -326,20 +337,36 @@ def main() -> None:
             figures: dict = {"device": device["name"], "max_envelope_size_kb": envelope_kb}
             dest = f"{DEVICE_FOLDER}\\random.bin"
             back = work / f"back-{kind}.bin"
-            figures["to_device"] = {
-                "module": rate(size, module(client, "to_device", str(src), dest)),
-                "ansible_put_file_pywinrm_default_envelope": rate(size, ansible_put_file(
+            measured: dict[str, list[dict]] = {}
+
+            def measure(name: str, transfer) -> None:
+                measured.setdefault(name, []).append(transfer())
+
+            for repeat in range(args.repeats):
+                if repeat:  # else the module finds the same file and moves nothing
+                    control.delete_file(device["name"], dest)
+                    back.unlink()
+                measure("up_module", lambda: module(client, "to_device", str(src), dest))
+                measure("up_put_file", lambda: ansible_put_file(
                     device, ca_file, str(src), f"{DEVICE_FOLDER}\\baseline.bin",
-                    ((PYWINRM_DEFAULT_ENVELOPE - 2048) * 3 // 4 - 2) * 3 // 4 // 3 * 3)),
-                "ansible_put_file_ansible_read_size": rate(size, ansible_put_file(
-                    device, ca_file, str(src), f"{DEVICE_FOLDER}\\baseline2.bin", ANSIBLE_PUT_BUFFER)),
-                "ceiling": rate(size, ceiling(client, "in", size, envelope_kb)),
+                    ((PYWINRM_DEFAULT_ENVELOPE - 2048) * 3 // 4 - 2) * 3 // 4 // 3 * 3))
+                measure("up_put_file_read_size", lambda: ansible_put_file(
+                    device, ca_file, str(src), f"{DEVICE_FOLDER}\\baseline2.bin", ANSIBLE_PUT_BUFFER))
+                measure("up_ceiling", lambda: ceiling(client, "in", size, envelope_kb))
+                measure("down_module", lambda: module(client, "from_device", dest, str(back)))
+                measure("down_fetch_file", lambda: ansible_fetch_file(device, ca_file, dest, str(work / "fetched.bin"),
+                                                                      size))
+                measure("down_ceiling", lambda: ceiling(client, "out", size, envelope_kb))
+            figures["to_device"] = {
+                "module": median(size, measured["up_module"]),
+                "ansible_put_file_pywinrm_default_envelope": median(size, measured["up_put_file"]),
+                "ansible_put_file_ansible_read_size": median(size, measured["up_put_file_read_size"]),
+                "ceiling": median(size, measured["up_ceiling"]),
             }
             figures["from_device"] = {
-                "module": rate(size, module(client, "from_device", dest, str(back))),
-                "ansible_fetch_file": rate(size, ansible_fetch_file(device, ca_file, dest, str(work / "fetched.bin"),
-                                                                    size)),
-                "ceiling": rate(size, ceiling(client, "out", size, envelope_kb)),
+                "module": median(size, measured["down_module"]),
+                "ansible_fetch_file": median(size, measured["down_fetch_file"]),
+                "ceiling": median(size, measured["down_ceiling"]),
             }
             if file_sha256(back) != file_sha256(src):
                 raise SystemExit("the file that came back differs")

@@ -32,7 +32,7 @@ TRANSFERS_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Transfers"
 STREAM_BOOTSTRAP = (SCRIPTS / "stream_bootstrap.ps1").read_text(encoding="utf-8")
 FOLDER = "C:\\Users\\Public\\Documents"
 CHUNK = 64 * 1024
-COMPLETED, STOPPED, FAILED = 1020, 1021, 1022
+COMPLETED, STOPPED, FAILED = 1030, 1031, 1032
 
 
 def text_of(name: str) -> str:

@@ -24,7 +24,7 @@ description:
     existing, different destination is kept.
   - The device checks the session again after every chunk, so deauthorizing the session or its expiry stops a
     transfer in progress. The result is then "Sending failed" with the reason, nothing partial stays behind, and the
-    device writes the audit entry (Application log, source C(RemoteSupport.Windows), event 1021).
+    device writes the audit entry (Application log, source C(RemoteSupport.Windows), event 1031).
   - The device's policy (C(HKLM:\SOFTWARE\RemoteSupport\Policy), see M(remote_support.windows.support_policy)) limits
     where transfers may read and write on the device (C(FileTransferAllowedRoots), default C(C:\Users), so nothing
     under C(C:\Windows)) and how large a file may be (C(FileTransferMaxSizeBytes), default 4 GiB). Free space is

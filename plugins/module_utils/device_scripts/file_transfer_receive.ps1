@@ -24,7 +24,7 @@ $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
 $defaultAllowedRoots = @('C:\Users')
 $defaultMaxSizeBytes = [long]4294967296
 $eventSource = 'RemoteSupport.Windows'
-$auditEvents = @{ completed = 1020; stopped = 1021; failed = 1022 }
+$auditEvents = @{ completed = 1030; stopped = 1031; failed = 1032 }
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 

@@ -30,7 +30,7 @@ ALLOWED_ROOTS_VALUE = "FileTransferAllowedRoots"
 MAX_SIZE_VALUE = "FileTransferMaxSizeBytes"
 DEFAULT_ALLOWED_ROOTS = ("C:\\Users",)
 DEFAULT_MAX_SIZE_BYTES = 4 * 1024**3
-AUDIT_EVENTS = {"completed": 1020, "stopped": 1021, "failed": 1022}
+AUDIT_EVENTS = {"completed": 1030, "stopped": 1031, "failed": 1032}
 ENTRY_TYPES = {"completed": "Information", "stopped": "Warning", "failed": "Error"}
 
 PATH_TOO_LONG = ("The specified path, file name, or both are too long. The fully qualified file name must be less "

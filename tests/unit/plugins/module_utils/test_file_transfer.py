@@ -295,7 +295,7 @@ class FakeStream:
         self.result.update(outcome=outcome, error=error, session=session, device_time=format_utc(device.now))
         if self.state != "refused":
             device.transfers.discard(self.request["transfer_id"])
-            self.result["audit_event_id"] = {"completed": 1020, "stopped": 1021, "failed": 1022}[outcome]
+            self.result["audit_event_id"] = {"completed": 1030, "stopped": 1031, "failed": 1032}[outcome]
             device.events.append(self.result["audit_event_id"])
         if self.name == "file_transfer_receive" and self.state in ("frames", "ready"):
             self.stdout.extend(b"\0\0\0\0")
@@ -461,7 +461,7 @@ def test_sending_any_size_arrives_whole_in_one_command(local_file, size):
     assert len(stream.sends) == max(1, -(-size // CHUNK))
     assert result["transfer"]["chunk_bytes"] == CHUNK
     assert not [name for name in device.files if name.endswith(".partial")]
-    assert device.events == [1020]
+    assert device.events == [1030]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -698,7 +698,7 @@ def test_deauthorizing_or_expiry_mid_way_stops_cleanly(local_file, tmp_path, dir
     assert result["failed"] is True and result["error_code"] == "session_ended"
     assert result["msg"].startswith("Sending failed: ") and words in result["msg"]
     assert result["transfer"]["result"] == "Sending failed"
-    assert device.events == [1021]
+    assert device.events == [1031]
     if direction == "to_device":
         assert dest.lower() not in device.files and not [n for n in device.files if n.endswith(".partial")]
     else:

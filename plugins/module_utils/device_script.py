@@ -6,6 +6,11 @@ Every device-side step is one `.ps1` file with a written contract (`NAME.contrac
 Schemas). A script is started as `powershell.exe -EncodedCommand <bootstrap.ps1>`; the script text and its input go
 in on stdin as one JSON document and the script answers with one JSON document on stdout. Nothing a user typed is
 ever pasted into script text or a command line.
+
+What several scripts share (the session lock, the session record, the transfer policy, ...) is written once, in
+device_scripts/library/NAME.ps1, and a script takes it with a line `# library: NAME` where its code belongs (after
+`param(...)`). `load` puts the library's text in place of that line, so a device always receives, and a scheduled task
+always runs, one self-contained script.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import typing as t
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 
 SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "device_scripts")
+LIBRARY_DIR = os.path.join(SCRIPTS_DIR, "library")
 
 _HEADER = re.compile(r"^# (device-script|version): *(\S+)", re.MULTILINE)
+_LIBRARY_LINE = re.compile(r"^# library: *(\S+?)[ \t]*$", re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +86,38 @@ def _encoded_bootstrap() -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def library(name: str) -> str:
+    """The text of device_scripts/library/NAME.ps1, which must name itself in its first line."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"'{name}' is not a device-script library name")
+    with open(os.path.join(LIBRARY_DIR, f"{name}.ps1"), encoding="utf-8") as handle:
+        text = handle.read()
+    if not text.startswith(f"# device-script-library: {name}\n"):
+        raise ValueError(f"device-script library {name}.ps1 does not start with '# device-script-library: {name}'")
+    if _LIBRARY_LINE.search(text) or _HEADER.search(text):
+        # One level only: a script names every library it takes, in the order they go in.
+        raise ValueError(f"device-script library {name}.ps1 takes a library or carries a script header")
+    return text.rstrip("\n")
+
+
+def with_libraries(name: str, text: str) -> str:
+    """TEXT with each `# library: NAME` line replaced by that library's text; each library goes in once."""
+    taken: list[str] = []
+
+    def insert(match: re.Match) -> str:
+        wanted = match.group(1)
+        if wanted in taken:
+            raise ValueError(f"device script {name} takes the library {wanted} twice")
+        taken.append(wanted)
+        return library(wanted)
+
+    return _LIBRARY_LINE.sub(insert, text)
+
+
+@functools.lru_cache(maxsize=None)
 def load(name: str) -> DeviceScript:
-    """The device script NAME with its contract; its header must name it and agree with the contract's version."""
+    """The device script NAME, its libraries in place, with its contract; its header must name it and agree with the
+    contract's version."""
     with open(os.path.join(SCRIPTS_DIR, f"{name}.ps1"), encoding="utf-8") as handle:
         text = handle.read()
     with open(os.path.join(SCRIPTS_DIR, f"{name}.contract.json"), encoding="utf-8") as handle:
@@ -90,4 +127,5 @@ def load(name: str) -> DeviceScript:
             str(contract.get("version")) != header.get("version"):
         raise ValueError(f"device script {name}: header {header} does not match its contract "
                          f"({contract.get('name')} v{contract.get('version')})")
-    return DeviceScript(name=name, version=int(contract["version"]), text=text, contract=contract)
+    return DeviceScript(name=name, version=int(contract["version"]), text=with_libraries(name, text),
+                        contract=contract)

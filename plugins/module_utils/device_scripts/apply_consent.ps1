@@ -14,7 +14,6 @@ param($InputObject)
 
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
 $consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
 $eventSource = 'RemoteSupport.Windows'
@@ -28,28 +27,6 @@ $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scrip
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
-# Record field -> registry value under the Session key (the same table as get_support_session.ps1).
-$recordValues = [ordered]@{
-    id = 'Id'
-    state = 'State'
-    requested_by = 'RequestedBy'
-    reason = 'Reason'
-    requested_at = 'RequestedAt'
-    confirmation_required = 'ConfirmationRequired'
-    confirmed_by = 'ConfirmedBy'
-    authorized_at = 'AuthorizedAt'
-    expires_at = 'ExpiresAt'
-    ended_by = 'EndedBy'
-    ended_at = 'EndedAt'
-    version = 'Version'
-    ttl_seconds = 'TtlSeconds'
-    confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
-    changed_by = 'ChangedBy'
-    changed_at = 'ChangedAt'
-}
-$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
-$integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
 
 function Format-Stamp([DateTime]$Moment) {
     return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
@@ -65,34 +42,7 @@ function ConvertFrom-Stamp([string]$Text) {
     return $null
 }
 
-function Enter-SessionLock {
-    # Created with an explicit DACL: whoever creates it first (an administrator over WinRM, or a SYSTEM task), both
-    # may open and release it. With the creator's default DACL, a mutex SYSTEM made would be read-only to
-    # Administrators. Only administrators and services may create Global\ objects, so no user can squat the name.
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
-        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
-        $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
-    }
-    $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
 function Read-Key([string]$Path) {
     if (-not (Test-Path -LiteralPath $Path)) {
@@ -101,52 +51,7 @@ function Read-Key([string]$Path) {
     return Get-Item -LiteralPath $Path
 }
 
-function Read-SessionRecord {
-    $key = Read-Key $sessionKey
-    if ($null -eq $key -or $null -eq $key.GetValue('Id')) {
-        return $null
-    }
-    $record = [ordered]@{}
-    foreach ($field in $recordValues.Keys) {
-        $valueName = $recordValues[$field]
-        $value = $key.GetValue($valueName)
-        if ($null -eq $value) {
-            if ($optionalFields -notcontains $field) {
-                throw ("The session record under {0} has no {1} value." -f $sessionKey, $valueName)
-            }
-            $record[$field] = $null
-        }
-        elseif ($field -eq 'confirmation_required') {
-            $record[$field] = ([int]$value -ne 0)
-        }
-        elseif ($integerFields -contains $field) {
-            $record[$field] = [int]$value
-        }
-        else {
-            $record[$field] = [string]$value
-        }
-    }
-    return $record
-}
-
-function Write-SessionRecord($Record) {
-    foreach ($field in $recordValues.Keys) {
-        $valueName = $recordValues[$field]
-        $value = $Record[$field]
-        if ($null -eq $value) {
-            Remove-ItemProperty -LiteralPath $sessionKey -Name $valueName -ErrorAction SilentlyContinue
-        }
-        elseif ($field -eq 'confirmation_required') {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int][bool]$value) -Type DWord
-        }
-        elseif ($integerFields -contains $field) {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int]$value) -Type DWord
-        }
-        else {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([string]$value) -Type String
-        }
-    }
-}
+# library: session_record
 
 function Remove-Task([string]$Name) {
     $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue

@@ -32,34 +32,7 @@ function ConvertFrom-Stamp([string]$Text) {
     return $null
 }
 
-function Enter-SessionLock {
-    # Created with an explicit DACL: whoever creates it first (an administrator over WinRM, or a SYSTEM task), both
-    # may open and release it. With the creator's default DACL, a mutex SYSTEM made would be read-only to
-    # Administrators. Only administrators and services may create Global\ objects, so no user can squat the name.
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
-        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
-        $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
-    }
-    $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
 $result = [ordered]@{
     script_version = 1

@@ -8,68 +8,13 @@ param($InputObject)
 
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 # Timestamps are written with the invariant culture: a Thai or Arabic user culture would otherwise change the
 # calendar or the digits.
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-# Record field -> registry value under the Session key. Text is REG_SZ; numbers and the flag are REG_DWORD; a field
-# that is null has no value at all.
-$recordValues = [ordered]@{
-    id = 'Id'
-    state = 'State'
-    requested_by = 'RequestedBy'
-    reason = 'Reason'
-    requested_at = 'RequestedAt'
-    confirmation_required = 'ConfirmationRequired'
-    confirmed_by = 'ConfirmedBy'
-    authorized_at = 'AuthorizedAt'
-    expires_at = 'ExpiresAt'
-    ended_by = 'EndedBy'
-    ended_at = 'EndedAt'
-    version = 'Version'
-    ttl_seconds = 'TtlSeconds'
-    confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
-    changed_by = 'ChangedBy'
-    changed_at = 'ChangedAt'
-}
-$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
-$integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
-
-function Enter-SessionLock {
-    # The writers (set_support_session over WinRM, apply_consent and expire_session as SYSTEM) change the record
-    # value by value while holding this machine-wide mutex; holding it while reading gives one consistent record.
-    # Created with an explicit DACL: whoever creates it first (an administrator over WinRM, or a SYSTEM task), both
-    # may open and release it. With the creator's default DACL, a mutex SYSTEM made would be read-only to
-    # Administrators. Only administrators and services may create Global\ objects, so no user can squat the name.
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
-        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
-        $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
-    }
-    $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        # A writer that died holding the mutex leaves it abandoned: it is ours now, and every write rewrites the
-        # whole record, so reading on is safe.
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
 function Get-NumberValue($Key, [string]$Name) {
     # A value that is absent or not a whole number counts as not set.
@@ -84,36 +29,7 @@ function Get-NumberValue($Key, [string]$Name) {
     return $null
 }
 
-function Read-SessionRecord {
-    if (-not (Test-Path -LiteralPath $sessionKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $sessionKey
-    if ($null -eq $key.GetValue('Id')) {
-        return $null
-    }
-    $record = [ordered]@{}
-    foreach ($field in $recordValues.Keys) {
-        $valueName = $recordValues[$field]
-        $value = $key.GetValue($valueName)
-        if ($null -eq $value) {
-            if ($optionalFields -notcontains $field) {
-                throw ("The session record under {0} has no {1} value. Remove the key to start afresh." -f $sessionKey, $valueName)
-            }
-            $record[$field] = $null
-        }
-        elseif ($field -eq 'confirmation_required') {
-            $record[$field] = ([int]$value -ne 0)
-        }
-        elseif ($integerFields -contains $field) {
-            $record[$field] = [int]$value
-        }
-        else {
-            $record[$field] = [string]$value
-        }
-    }
-    return $record
-}
+# library: session_record
 
 function Read-Policy {
     # No Policy key: the defaults (confirmation required, 300 s to answer, one hour of authorization).

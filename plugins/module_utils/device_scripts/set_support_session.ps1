@@ -16,7 +16,6 @@ param($InputObject)
 
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 # Written by this script (administrators and SYSTEM only; users may read): which session the prompt is for, whom
 # it asks, the user's SID and the deadline.
 $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
@@ -39,27 +38,6 @@ $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 $states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
 
-# Record field -> registry value under the Session key (the same table as get_support_session.ps1).
-$recordValues = [ordered]@{
-    id = 'Id'
-    state = 'State'
-    requested_by = 'RequestedBy'
-    reason = 'Reason'
-    requested_at = 'RequestedAt'
-    confirmation_required = 'ConfirmationRequired'
-    confirmed_by = 'ConfirmedBy'
-    authorized_at = 'AuthorizedAt'
-    expires_at = 'ExpiresAt'
-    ended_by = 'EndedBy'
-    ended_at = 'EndedAt'
-    version = 'Version'
-    ttl_seconds = 'TtlSeconds'
-    confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
-    changed_by = 'ChangedBy'
-    changed_at = 'ChangedAt'
-}
-$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
-$integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
 $timestampFields = @('requested_at', 'authorized_at', 'expires_at', 'ended_at', 'changed_at')
 
 # --- time ---------------------------------------------------------------------------------------------------------
@@ -77,88 +55,9 @@ function ConvertFrom-Stamp([string]$Text, [string]$Field) {
 }
 
 # --- the lock and the record ----------------------------------------------------------------------------------------
-function Enter-SessionLock {
-    # Created with an explicit DACL: whoever creates it first (an administrator over WinRM, or a SYSTEM task), both
-    # may open and release it. With the creator's default DACL, a mutex SYSTEM made would be read-only to
-    # Administrators. Only administrators and services may create Global\ objects, so no user can squat the name.
-    $security = New-Object -TypeName System.Security.AccessControl.MutexSecurity
-    foreach ($sid in @('S-1-5-18', 'S-1-5-32-544')) {
-        $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
-        $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
-    }
-    $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
-function Read-SessionRecord {
-    if (-not (Test-Path -LiteralPath $sessionKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $sessionKey
-    if ($null -eq $key.GetValue('Id')) {
-        return $null
-    }
-    $record = [ordered]@{}
-    foreach ($field in $recordValues.Keys) {
-        $valueName = $recordValues[$field]
-        $value = $key.GetValue($valueName)
-        if ($null -eq $value) {
-            if ($optionalFields -notcontains $field) {
-                throw ("The session record under {0} has no {1} value. Remove the key to start afresh." -f $sessionKey, $valueName)
-            }
-            $record[$field] = $null
-        }
-        elseif ($field -eq 'confirmation_required') {
-            $record[$field] = ([int]$value -ne 0)
-        }
-        elseif ($integerFields -contains $field) {
-            $record[$field] = [int]$value
-        }
-        else {
-            $record[$field] = [string]$value
-        }
-    }
-    return $record
-}
-
-function Write-SessionRecord($Record) {
-    # Every field is written on every change, so a record is never a mix of two versions once a write completes.
-    if (-not (Test-Path -LiteralPath $sessionKey)) {
-        New-Item -Path $sessionKey -Force | Out-Null
-    }
-    foreach ($field in $recordValues.Keys) {
-        $valueName = $recordValues[$field]
-        $value = $Record.$field
-        if ($null -eq $value) {
-            Remove-ItemProperty -LiteralPath $sessionKey -Name $valueName -ErrorAction SilentlyContinue
-        }
-        elseif ($field -eq 'confirmation_required') {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int][bool]$value) -Type DWord
-        }
-        elseif ($integerFields -contains $field) {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([int]$value) -Type DWord
-        }
-        else {
-            Set-ItemProperty -LiteralPath $sessionKey -Name $valueName -Value ([string]$value) -Type String
-        }
-    }
-}
+# library: session_record
 
 function Restore-SessionRecord($Record) {
     if ($null -eq $Record) {

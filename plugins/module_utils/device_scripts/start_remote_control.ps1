@@ -75,28 +75,7 @@ function ConvertFrom-Stamp([string]$Text) {
     return $null
 }
 
-# --- the lock (shared with every writer of the session record) ------------------------------------------------------
-function Enter-SessionLock {
-    # Deauthorizing and expiry take the same machine-wide mutex, so a grant is never given to a session that is
-    # being ended at the same moment.
-    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
 # --- registry helpers -----------------------------------------------------------------------------------------------
 function Get-RegistryValue([string]$Path, [string]$Name) {

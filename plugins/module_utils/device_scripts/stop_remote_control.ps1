@@ -56,25 +56,7 @@ function ConvertFrom-Stamp([string]$Text) {
     return $null
 }
 
-function Enter-SessionLock {
-    $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\RemoteSupport.Session'
-    try {
-        if (-not $mutex.WaitOne(30000)) {
-            $mutex.Dispose()
-            throw 'Timed out after 30 s waiting for the session lock (mutex Global\RemoteSupport.Session).'
-        }
-    }
-    catch {
-        $inner = $_.Exception
-        while ($null -ne $inner -and -not ($inner -is [System.Threading.AbandonedMutexException])) {
-            $inner = $inner.InnerException
-        }
-        if ($null -eq $inner) {
-            throw
-        }
-    }
-    return $mutex
-}
+# library: session_lock
 
 function Get-RegistryValue([string]$Path, [string]$Name) {
     if (-not (Test-Path -LiteralPath $Path)) {

@@ -25,22 +25,8 @@ $promptTask = 'RemoteSupport-ConsentPrompt'
 $expireTask = 'RemoteSupport-ExpireSession'
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
-
-function ConvertFrom-Stamp([string]$Text) {
-    # $null when the text is not a timestamp.
-    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
-    $moment = [DateTime]::MinValue
-    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
-        return $moment
-    }
-    return $null
-}
+# library: stamps
 
 # library: session_lock
 

@@ -16,8 +16,6 @@ $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
 $consentSubkey = 'SOFTWARE\RemoteSupport\Consent'
 $eventSource = 'RemoteSupport.Windows'
 $consentAnsweredEventId = 1010
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 # The most of the reason the window shows; the event log keeps the whole of it.
 $reasonShown = 600
 
@@ -28,9 +26,7 @@ $systemModal = 4096
 $buttonYes = 6
 $buttonNo = 7
 
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
+# library: stamps
 
 function Read-Values([string]$Path) {
     if (-not (Test-Path -LiteralPath $Path)) {

@@ -16,21 +16,8 @@ $endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
 $eventSource = 'RemoteSupport.Windows'
 $expiredEventId = 1004
 $timer = 'timer'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
-
-function ConvertFrom-Stamp([string]$Text) {
-    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
-    $moment = [DateTime]::MinValue
-    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
-        return $moment
-    }
-    return $null
-}
+# library: stamps
 
 # library: session_lock
 

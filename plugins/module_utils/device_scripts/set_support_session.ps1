@@ -34,21 +34,16 @@ $taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 $states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
 
 $timestampFields = @('requested_at', 'authorized_at', 'expires_at', 'ended_at', 'changed_at')
 
-# --- time ---------------------------------------------------------------------------------------------------------
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
+# library: stamps
 
-function ConvertFrom-Stamp([string]$Text, [string]$Field) {
-    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
-    $moment = [DateTime]::MinValue
-    if (-not [DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
+function ConvertFrom-RecordStamp([string]$Text, [string]$Field) {
+    # A timestamp of the record being written: one that does not parse is the caller's bug, named by its field.
+    $moment = ConvertFrom-Stamp $Text
+    if ($null -eq $moment) {
         throw ("session.{0} is '{1}', not a YYYY-MM-DDTHH:MM:SSZ timestamp." -f $Field, $Text)
     }
     return $moment
@@ -91,7 +86,7 @@ function Assert-Input($Request) {
             throw ('session.{0} is missing.' -f $field)
         }
         if ($timestampFields -contains $field -and $null -ne $session.$field) {
-            ConvertFrom-Stamp ([string]$session.$field) $field | Out-Null
+            ConvertFrom-RecordStamp ([string]$session.$field) $field | Out-Null
         }
     }
     if ([bool]$Request.expiry_task -and $null -eq $session.expires_at) {
@@ -230,7 +225,7 @@ function Remove-ConsentRoute {
 function Register-ConsentRoute($Session, $User) {
     # One request at a time: a prompt left from an earlier request is closed first.
     Remove-ConsentRoute
-    $requestedAt = ConvertFrom-Stamp ([string]$Session.requested_at) 'requested_at'
+    $requestedAt = ConvertFrom-RecordStamp ([string]$Session.requested_at) 'requested_at'
     $deadline = $requestedAt.AddSeconds([int]$Session.confirmation_timeout_seconds)
 
     New-Item -Path $consentRequestKey -Force | Out-Null
@@ -335,7 +330,7 @@ try {
                 Remove-ConsentRoute
             }
             if ([bool]$InputObject.expiry_task) {
-                Register-ExpiryTask (ConvertFrom-Stamp ([string]$session.expires_at) 'expires_at')
+                Register-ExpiryTask (ConvertFrom-RecordStamp ([string]$session.expires_at) 'expires_at')
             }
             else {
                 Remove-Task $expireTask

@@ -20,71 +20,30 @@ $ErrorActionPreference = 'Stop'
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 # The device's support policy (support_policy): RemoteControlMode control | view | none; control when absent.
 $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
-$grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
-$undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
 $terminalServerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
 $listenerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
-$terminalServicesPolicyKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
 $shadowFirewallRule = 'RemoteDesktop-Shadow-In-TCP'
 $listenerName = 'RDP-Tcp'
-$terminalServicesNamespace = 'root\cimv2\TerminalServices'
 # Win32_TSAccount.PermissionsAllowed bit, and the ModifyPermissions index, of WINSTATION_SHADOW (Remote Control).
 $shadowRightBit = 0x10
 $shadowPermissionIndex = 4
 # Win32_TSPermissionsSetting.AddAccount preset WINSTATION_GUEST_ACCESS: logon only, the smallest preset there is.
 $guestAccessPreset = 0
 
-$endTask = 'RemoteSupport-EndRemoteControl'
 $taskScriptName = 'stop_remote_control'
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
 $eventSource = 'RemoteSupport.Windows'
 $startedEventId = 1020
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-# Grant field -> registry value under the RemoteControl key.
-$grantValues = [ordered]@{
-    support_session_id = 'SessionId'
-    account = 'Account'
-    account_sid = 'AccountSid'
-    mode = 'Mode'
-    user = 'UserName'
-    interactive_session_id = 'ShadowSessionId'
-    user_prompted = 'PromptUser'
-    shadow_policy = 'ShadowPolicy'
-    granted_by = 'GrantedBy'
-    granted_at = 'GrantedAt'
-    expires_at = 'ExpiresAt'
-}
-$grantIntegerFields = @('interactive_session_id', 'shadow_policy')
-
-# --- time -----------------------------------------------------------------------------------------------------------
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
-
-function ConvertFrom-Stamp([string]$Text) {
-    # $null when the text is not a timestamp.
-    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
-    $moment = [DateTime]::MinValue
-    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
-        return $moment
-    }
-    return $null
-}
+# library: stamps
 
 # library: session_lock
 
-# --- registry helpers -----------------------------------------------------------------------------------------------
-function Get-RegistryValue([string]$Path, [string]$Name) {
-    if (-not (Test-Path -LiteralPath $Path)) {
-        return $null
-    }
-    return (Get-Item -LiteralPath $Path).GetValue($Name)
-}
+# library: remote_control_grant
 
+# --- registry helpers -----------------------------------------------------------------------------------------------
 function Set-RegistryValue([string]$Path, [string]$Name, $Value, [string]$Type) {
     if (-not (Test-Path -LiteralPath $Path)) {
         New-Item -Path $Path -Force | Out-Null
@@ -324,16 +283,6 @@ function Get-ShadowPolicyValue([string]$Mode, [bool]$PromptUser) {
     return 4
 }
 
-function Find-ListenerEntry([string]$Sid) {
-    # Compared by SID in PowerShell: nothing from the request goes into a WQL query.
-    foreach ($entry in @(Get-CimInstance -Namespace $terminalServicesNamespace -ClassName Win32_TSAccount -Filter "TerminalName = 'RDP-Tcp'")) {
-        if ([string]$entry.SID -eq $Sid) {
-            return $entry
-        }
-    }
-    return $null
-}
-
 function Resolve-AccountSid([string]$Account) {
     try {
         $name = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList $Account
@@ -413,47 +362,6 @@ function Register-EndTask([string]$ExpiresAt) {
     # StartWhenAvailable: a device that was off or asleep at expires_at takes the right back as soon as it can.
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
     Register-ScheduledTask -TaskName $endTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
-}
-
-# --- ending a grant of another session (the same steps as stop_remote_control.ps1) ----------------------------------
-function Remove-StaleGrant($Grant) {
-    if ($null -ne $Grant) {
-        foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'RdpSa.exe'")) {
-            if ([int]$process.SessionId -eq [int]$Grant.interactive_session_id) {
-                Invoke-CimMethod -InputObject $process -MethodName Terminate | Out-Null
-            }
-        }
-    }
-    Undo-Changes
-    if (Test-Path -LiteralPath $grantKey) {
-        Remove-Item -LiteralPath $grantKey -Recurse -Force
-    }
-}
-
-function Undo-Changes {
-    if (-not (Test-Path -LiteralPath $undoKey)) {
-        return
-    }
-    $undo = Get-Item -LiteralPath $undoKey
-    if ([int]$undo.GetValue('AccountAdded', 0) -eq 1) {
-        $entry = Find-ListenerEntry ([string]$undo.GetValue('AccountSid'))
-        if ($null -ne $entry) {
-            Invoke-CimMethod -InputObject $entry -MethodName Delete | Out-Null
-        }
-    }
-    if ([int]$undo.GetValue('ShadowPolicyChanged', 0) -eq 1) {
-        $current = Get-RegistryValue $terminalServicesPolicyKey 'Shadow'
-        if ($null -ne $current -and [int]$current -eq [int]$undo.GetValue('ShadowPolicySetTo', -1)) {
-            $previous = $undo.GetValue('ShadowPolicyPrevious')
-            if ($null -eq $previous) {
-                Remove-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow'
-            }
-            else {
-                Set-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow' -Value ([int]$previous) -Type DWord
-            }
-        }
-    }
-    Remove-Item -LiteralPath $undoKey -Recurse -Force
 }
 
 # --- the audit trail ------------------------------------------------------------------------------------------------
@@ -643,7 +551,8 @@ try {
         }
         else {
             if ($null -ne $stale) {
-                Remove-StaleGrant $stale
+                # A grant of another session (or one past its end) goes first, undone as stop_remote_control does.
+                Remove-Grant $stale | Out-Null
                 $undoAccountAdded = 0
                 $entry = Find-ListenerEntry $sid
                 $needsEntry = ($null -eq $entry)

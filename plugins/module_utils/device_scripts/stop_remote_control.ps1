@@ -16,54 +16,15 @@ param($InputObject)
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-$grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
-$undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
-$terminalServicesPolicyKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
-$terminalServicesNamespace = 'root\cimv2\TerminalServices'
-$endTask = 'RemoteSupport-EndRemoteControl'
 $eventSource = 'RemoteSupport.Windows'
 $stoppedEventId = 1021
 $endedByDeviceEventId = 1022
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-# Grant field -> registry value under the RemoteControl key (the same table as start_remote_control.ps1).
-$grantValues = [ordered]@{
-    support_session_id = 'SessionId'
-    account = 'Account'
-    account_sid = 'AccountSid'
-    mode = 'Mode'
-    user = 'UserName'
-    interactive_session_id = 'ShadowSessionId'
-    user_prompted = 'PromptUser'
-    shadow_policy = 'ShadowPolicy'
-    granted_by = 'GrantedBy'
-    granted_at = 'GrantedAt'
-    expires_at = 'ExpiresAt'
-}
-$grantIntegerFields = @('interactive_session_id', 'shadow_policy')
-
-function Format-Stamp([DateTime]$Moment) {
-    return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
-}
-
-function ConvertFrom-Stamp([string]$Text) {
-    $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'
-    $moment = [DateTime]::MinValue
-    if ([DateTime]::TryParseExact($Text, $stampFormat, $invariant, $styles, [ref]$moment)) {
-        return $moment
-    }
-    return $null
-}
+# library: stamps
 
 # library: session_lock
 
-function Get-RegistryValue([string]$Path, [string]$Name) {
-    if (-not (Test-Path -LiteralPath $Path)) {
-        return $null
-    }
-    return (Get-Item -LiteralPath $Path).GetValue($Name)
-}
+# library: remote_control_grant
 
 function Read-Grant {
     # A grant missing a value (written by hand, or cut short) is still ended: what is there is reported.
@@ -88,15 +49,6 @@ function Read-Grant {
         }
     }
     return $grant
-}
-
-function Find-ListenerEntry([string]$Sid) {
-    foreach ($entry in @(Get-CimInstance -Namespace $terminalServicesNamespace -ClassName Win32_TSAccount -Filter "TerminalName = 'RDP-Tcp'")) {
-        if ([string]$entry.SID -eq $Sid) {
-            return $entry
-        }
-    }
-    return $null
 }
 
 function Write-Audit([int]$EventId, [string]$Message) {
@@ -181,42 +133,9 @@ try {
     }
 
     if ($result.changed -and -not $checkOnly) {
-        if ($null -ne $grant) {
-            # RdpSa.exe runs in the shadowed session for every open shadow connection; ending it closes them.
-            foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'RdpSa.exe'")) {
-                if ([int]$process.SessionId -eq [int]$grant.interactive_session_id) {
-                    Invoke-CimMethod -InputObject $process -MethodName Terminate | Out-Null
-                    $result.shadow_connections_ended = $result.shadow_connections_ended + 1
-                }
-            }
-        }
-        if ($hasUndo) {
-            $undo = Get-Item -LiteralPath $undoKey
-            if ([int]$undo.GetValue('AccountAdded', 0) -eq 1) {
-                $entry = Find-ListenerEntry ([string]$undo.GetValue('AccountSid'))
-                if ($null -ne $entry) {
-                    Invoke-CimMethod -InputObject $entry -MethodName Delete | Out-Null
-                    $result.listener_entry_removed = $true
-                }
-            }
-            if ([int]$undo.GetValue('ShadowPolicyChanged', 0) -eq 1) {
-                # Only the value the grant set is restored: a value someone changed since is theirs.
-                $current = Get-RegistryValue $terminalServicesPolicyKey 'Shadow'
-                if ($null -ne $current -and [int]$current -eq [int]$undo.GetValue('ShadowPolicySetTo', -1)) {
-                    $previous = $undo.GetValue('ShadowPolicyPrevious')
-                    if ($null -eq $previous) {
-                        Remove-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow'
-                    }
-                    else {
-                        Set-ItemProperty -LiteralPath $terminalServicesPolicyKey -Name 'Shadow' -Value ([int]$previous) -Type DWord
-                    }
-                    $result.shadow_policy_restored = $true
-                }
-            }
-            Remove-Item -LiteralPath $undoKey -Recurse -Force
-        }
-        if (Test-Path -LiteralPath $grantKey) {
-            Remove-Item -LiteralPath $grantKey -Recurse -Force
+        $removed = Remove-Grant $grant
+        foreach ($field in $removed.Keys) {
+            $result[$field] = $removed[$field]
         }
         if (-not $byTask -and $null -ne $task) {
             # The task running this script (no input) stays registered; it has nothing left to do when it fires.

@@ -79,6 +79,24 @@ def test_a_script_defines_each_function_once_and_takes_every_library_it_names(pa
     assert "# library:" not in text
 
 
+def _own_functions():
+    names = set()
+    for path in SCRIPTS + LIBRARIES:
+        with open(path, encoding="utf-8") as handle:
+            names.update(FUNCTION.findall(handle.read()))
+    return names
+
+
+@pytest.mark.parametrize("path", [p for p in SCRIPTS if _name(p) not in BOOTSTRAPS], ids=os.path.basename)
+def test_a_script_defines_every_function_of_ours_it_calls(path):
+    # A library a script forgot to take shows as a call to a function it does not have.
+    text = device_script.load(_name(path)).text
+    code = _code_lines(text)
+    defined = {name.lower() for name in FUNCTION.findall(text)}
+    called = {name for name in _own_functions() if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", code)}
+    assert not {name for name in called if name.lower() not in defined}, f"{path} calls functions it does not define"
+
+
 @pytest.mark.parametrize("path", LIBRARIES, ids=os.path.basename)
 def test_every_library_is_taken_by_a_script_and_holds_code(path):
     text = device_script.library(_name(path))

@@ -14,45 +14,7 @@ $shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
-function ConvertTo-ValueRecord($Key, [string]$Name) {
-    # Kind and data of one value, as JSON can carry them. REG_EXPAND_SZ is read unexpanded (what is stored), a
-    # REG_DWORD as the unsigned number regedit shows, binary data as base64.
-    $kind = [string]$Key.GetValueKind($Name)
-    $options = [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames
-    $raw = $Key.GetValue($Name, $null, $options)
-    $data = $null
-    if ($kind -eq 'DWord') {
-        $data = [long][BitConverter]::ToUInt32([BitConverter]::GetBytes([int]$raw), 0)
-    }
-    elseif ($kind -eq 'QWord') {
-        $data = [long]$raw
-    }
-    elseif ($kind -eq 'MultiString') {
-        $data = @([string[]]$raw)
-    }
-    elseif ($kind -eq 'Binary') {
-        $data = [Convert]::ToBase64String([byte[]]$raw)
-    }
-    elseif ($null -ne $raw) {
-        $data = [string]$raw
-    }
-    return [ordered]@{ kind = $kind; data = $data }
-}
-
-function Read-KeyValues([string]$Path) {
-    # Get-Item on a registry path gives the RegistryKey itself; its default value ('') is not a policy value.
-    $values = [ordered]@{}
-    if (-not (Test-Path -LiteralPath $Path)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $Path
-    foreach ($name in @($key.GetValueNames())) {
-        if ($name -ne '') {
-            $values[$name] = ConvertTo-ValueRecord $key $name
-        }
-    }
-    return $values
-}
+# library: registry_values
 
 $policyValues = Read-KeyValues $policyKey
 $shadow = $null

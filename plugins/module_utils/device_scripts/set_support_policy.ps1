@@ -24,42 +24,7 @@ $valueKinds = @{
     FileTransferMaxSizeBytes = 'QWord'
 }
 
-function ConvertTo-ValueRecord($Key, [string]$Name) {
-    $kind = [string]$Key.GetValueKind($Name)
-    $options = [Microsoft.Win32.RegistryValueOptions]::DoNotExpandEnvironmentNames
-    $raw = $Key.GetValue($Name, $null, $options)
-    $data = $null
-    if ($kind -eq 'DWord') {
-        $data = [long][BitConverter]::ToUInt32([BitConverter]::GetBytes([int]$raw), 0)
-    }
-    elseif ($kind -eq 'QWord') {
-        $data = [long]$raw
-    }
-    elseif ($kind -eq 'MultiString') {
-        $data = @([string[]]$raw)
-    }
-    elseif ($kind -eq 'Binary') {
-        $data = [Convert]::ToBase64String([byte[]]$raw)
-    }
-    elseif ($null -ne $raw) {
-        $data = [string]$raw
-    }
-    return [ordered]@{ kind = $kind; data = $data }
-}
-
-function Read-KeyValues([string]$Path) {
-    $values = [ordered]@{}
-    if (-not (Test-Path -LiteralPath $Path)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $Path
-    foreach ($name in @($key.GetValueNames())) {
-        if ($name -ne '') {
-            $values[$name] = ConvertTo-ValueRecord $key $name
-        }
-    }
-    return $values
-}
+# library: registry_values
 
 function Assert-Input($Request) {
     # The controller checks its input against the contract; these checks keep a caller with a bug from writing a

@@ -28,8 +28,7 @@ CONTRACTS = {name: _contract(name) for name in ("get_support_policy", "set_suppo
 
 
 def _script_text(name):
-    with open(os.path.join(device_script.SCRIPTS_DIR, f"{name}.ps1"), encoding="utf-8") as handle:
-        return handle.read()
+    return device_script.load(name).text
 
 
 class FakeDevice:

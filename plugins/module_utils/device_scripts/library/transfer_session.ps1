@@ -1,8 +1,8 @@
 # device-script-library: transfer_session
 # One file transfer's life on the device, shared by file_transfer_send.ps1 and file_transfer_receive.ps1: its entry
 # under HKLM:\SOFTWARE\RemoteSupport\Transfers (deauthorizing and expiry remove it), the session check after every
-# chunk, the audit entry, and the stdin/stdout framing around the file's bytes. Takes the libraries session_lock,
-# session_record and transfer_policy with it.
+# chunk, the audit entry, and the stdin/stdout framing around the file's bytes. A script that takes it takes the
+# libraries session_lock, session_record and transfer_policy too (libraries do not take one another).
 
 # Each transfer registers under this key; deauthorizing and expiry remove what is there.
 $transfersKey = 'HKLM:\SOFTWARE\RemoteSupport\Transfers'

@@ -503,7 +503,7 @@ class FileTransferTask:
                 if item.last:
                     break
                 while sent - acked > window:
-                    for message in lines.feed(self.read(command)):
+                    for message in lines.feed(self.read(command.receive)):
                         if message["kind"] == "progress":
                             acked = message["bytes"]
                             self.bytes_transferred = acked - start
@@ -515,7 +515,7 @@ class FileTransferTask:
         finally:
             producer.close()
         while True:
-            for message in lines.feed(self.read(command)):
+            for message in lines.feed(self.read(command.receive)):
                 if message["kind"] == "progress":
                     self.bytes_transferred = message["bytes"] - start
                     report(message["bytes"])
@@ -622,7 +622,7 @@ class FileTransferTask:
             reader.start()
             try:
                 while True:
-                    messages = frames.feed(self.read(command, reader.receive))
+                    messages = frames.feed(self.read(reader.receive))
                     report(start + self.bytes_transferred)
                     for message in messages:
                         if message["kind"] == "result":
@@ -643,10 +643,10 @@ class FileTransferTask:
             raise TransferFailed(refusal["code"], f"{refusal['message']} {hint}".strip())
         return prepared
 
-    def read(self, command: t.Any, receive: t.Callable[[], t.Any] | None = None) -> bytes:
-        """One Receive (`receive`, or the command's own): the command's stdout since the last one (stderr is kept
-        for a failure's message)."""
-        output = (receive or command.receive)()
+    def read(self, receive: t.Callable[[], t.Any]) -> bytes:
+        """One Receive (the command's own, or an OutputReader's): the command's stdout since the last one (stderr is
+        kept for a failure's message)."""
+        output = receive()
         self.stderr = (self.stderr + output.stderr)[-4096:]
         now = self.monotonic()
         if output.stdout or output.stderr or output.done or self.last_output is None:
@@ -658,7 +658,7 @@ class FileTransferTask:
 
     def next_message(self, command: t.Any, reader: t.Any) -> dict[str, t.Any]:
         while True:
-            messages = reader.feed(self.read(command))
+            messages = reader.feed(self.read(command.receive))
             if messages:
                 return messages[0]
             if command.done:
@@ -669,7 +669,7 @@ class FileTransferTask:
         (the Send failed for another reason, such as a lost connection) has nothing more to say here."""
         try:
             for _attempt in range(2):
-                output = self.read(command)
+                output = self.read(command.receive)
                 for message in lines.feed(output):
                     if message["kind"] == "result":
                         return message

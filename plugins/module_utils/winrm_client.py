@@ -435,7 +435,7 @@ def parse_receive_response(response: bytes) -> tuple[bytes, bytes, str, str]:
             return
         if local == "Stream":
             collecting = []
-            elements["stderr" if attributes.get("Name") == "stderr" else "stdout"].append(collecting)
+            elements["stdout" if attributes.get("Name") == "stdout" else "stderr"].append(collecting)
         elif local == "CommandState":
             state = attributes.get("State", "")
         elif local == "ExitCode":

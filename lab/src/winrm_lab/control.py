@@ -24,6 +24,7 @@ import urllib.request
 from aiohttp import web
 
 from .device import Device, Faults, InteractiveUser, WinRMServiceConfig
+from .event_log import LOG_MODES, MINIMUM_MAXIMUM_SIZE_BYTES
 from . import remote_desktop
 from .outputs import device_kind
 
@@ -260,13 +261,57 @@ def events(device: Device, log: str | None, since: str | None) -> list[dict[str,
         except ValueError:
             raise BadRequest("since must look like 2024-01-31T12:00:00Z") from None
     with device.lock:
-        entries = list(device.event_log)
+        entries = device.event_log.entries(log)
     return [
-        {"log": e.log, "source": e.source, "event_id": e.event_id, "entry_type": e.entry_type, "message": e.message,
-         "time_generated": _utc(e.time_generated)}
+        {"log": e.log, "record_id": e.record_id, "source": e.source, "event_id": e.event_id,
+         "entry_type": e.entry_type, "message": e.message, "time_generated": _utc(e.time_generated)}
         for e in entries
         if (log is None or e.log.lower() == log.lower()) and (threshold is None or e.time_generated >= threshold)
     ]
+
+
+def apply_event_log(device: Device, body: t.Any) -> dict[str, t.Any]:
+    """A log's maximum size and mode (wevtutil sl /ms: /rt:), or clearing it (wevtutil cl)."""
+    body = _require_object(body)
+    _check_fields(body, ("log", "maximum_size_bytes", "log_mode", "clear"))
+    if not isinstance(body.get("log"), str) or not body["log"]:
+        raise BadRequest("log (e.g. Application) is required")
+    size = body.get("maximum_size_bytes")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MINIMUM_MAXIMUM_SIZE_BYTES):
+        raise BadRequest(f"maximum_size_bytes must be a whole number >= {MINIMUM_MAXIMUM_SIZE_BYTES}")
+    if "log_mode" in body and body["log_mode"] not in LOG_MODES:
+        raise BadRequest(f"log_mode must be one of {', '.join(LOG_MODES)}")
+    with device.lock, device.event_log.lock:
+        log = device.event_log.log(body["log"])
+        if body.get("clear"):
+            log.clear()
+        if "log_mode" in body:
+            log.log_mode = body["log_mode"]
+        if size is not None:
+            log.resize(size)
+        information = log.information()
+    information["oldest_time_created"] = _utc(information["oldest_time_created"])
+    return information
+
+
+def write_events(device: Device, body: t.Any) -> dict[str, t.Any]:
+    """Events written as any local program may write to the Application log (Write-EventLog), `count` times."""
+    body = _require_object(body)
+    _check_fields(body, ("log", "source", "event_id", "entry_type", "message", "count"))
+    for key in ("source", "message"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise BadRequest(f"{key} is required")
+    event_id, count = body.get("event_id"), body.get("count", 1)
+    if isinstance(event_id, bool) or not isinstance(event_id, int) or not 0 <= event_id <= 65535:
+        raise BadRequest("event_id must be a whole number from 0 to 65535")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000000:
+        raise BadRequest("count must be a whole number from 1 to 1000000")
+    if body.get("entry_type", "Information") not in ("Information", "Warning", "Error"):
+        raise BadRequest("entry_type must be Information, Warning or Error")
+    for _ in range(count):
+        device.write_event(body["source"], event_id, body.get("entry_type", "Information"), body["message"],
+                           log=body.get("log", "Application"))
+    return {"written": count}
 
 
 def scheduled_tasks(device: Device) -> list[dict[str, t.Any]]:
@@ -507,6 +552,8 @@ class ControlSurface:
             web.patch("/devices/{name}/service", self.patch_service),
             web.post("/devices/{name}/clock/advance", self.advance_device_clock),
             web.get("/devices/{name}/events", self.get_events),
+            web.post("/devices/{name}/events", self.post_events),
+            web.patch("/devices/{name}/event-log", self.patch_event_log),
             web.get("/devices/{name}/tasks", self.get_tasks),
             web.get("/devices/{name}/prompts", self.get_prompts),
             web.get("/devices/{name}/remote-desktop", self.get_remote_desktop),
@@ -591,6 +638,14 @@ class ControlSurface:
     async def get_events(self, request: web.Request) -> web.Response:
         device = self._device(request)
         return web.json_response(events(device, request.query.get("log"), request.query.get("since")))
+
+    async def post_events(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        return web.json_response(write_events(device, await request.json()))
+
+    async def patch_event_log(self, request: web.Request) -> web.Response:
+        device = self._device(request)
+        return web.json_response(apply_event_log(device, await request.json()))
 
     async def get_tasks(self, request: web.Request) -> web.Response:
         return web.json_response(scheduled_tasks(self._device(request)))
@@ -779,6 +834,15 @@ class ControlClient:
     def events(self, name: str, log: str | None = None, since: str | None = None) -> list[dict[str, t.Any]]:
         query = {k: v for k, v in (("log", log), ("since", since)) if v is not None}
         return self.request("GET", f"/devices/{self._name(name)}/events", query=query or None)
+
+    def write_events(self, name: str, source: str, event_id: int, message: str, count: int = 1,
+                     entry_type: str = "Information", log: str = "Application") -> dict[str, t.Any]:
+        return self.request("POST", f"/devices/{self._name(name)}/events",
+                            {"log": log, "source": source, "event_id": event_id, "entry_type": entry_type,
+                             "message": message, "count": count})
+
+    def set_event_log(self, name: str, log: str = "Application", **settings: t.Any) -> dict[str, t.Any]:
+        return self.request("PATCH", f"/devices/{self._name(name)}/event-log", {"log": log, **settings})
 
     def tasks(self, name: str) -> list[dict[str, t.Any]]:
         return self.request("GET", f"/devices/{self._name(name)}/tasks")

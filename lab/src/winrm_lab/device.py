@@ -14,6 +14,7 @@ import threading
 import typing as t
 
 from .clock import DeviceClock
+from .event_log import EventLogEntry, EventLogs
 from .remote_desktop import RemoteDesktop, seed_registry
 from .tasks import DeviceTasks
 
@@ -116,16 +117,6 @@ class PromptShown:
     result: str | None = None  # yes | no | timed_out | closed (its process ended first); None while open
 
 
-@dataclasses.dataclass
-class EventLogEntry:
-    log: str  # "Application"
-    source: str
-    event_id: int
-    entry_type: str  # Information | Warning | Error
-    message: str
-    time_generated: datetime.datetime
-
-
 class Registry:
     """A registry-like store: case-insensitive key paths, each holding named values (str, int, bytes or list)."""
 
@@ -220,7 +211,8 @@ class Device:
     agent: Agent = dataclasses.field(default_factory=Agent)
     clock: DeviceClock = dataclasses.field(default_factory=DeviceClock)
     registry: Registry = dataclasses.field(default_factory=Registry)
-    event_log: list[EventLogEntry] = dataclasses.field(default_factory=list)
+    # Each log keeps record ids, times and a maximum size, and overwrites its oldest events when full (event_log.py).
+    event_log: EventLogs = dataclasses.field(default_factory=EventLogs)
     # The device's Task Scheduler (tasks.py) and the prompts shown on the interactive user's desktop.
     tasks: DeviceTasks = dataclasses.field(default_factory=DeviceTasks)
     prompts: list[PromptShown] = dataclasses.field(default_factory=list)
@@ -272,7 +264,8 @@ class Device:
     def write_event(self, source: str, event_id: int, entry_type: str, message: str, log: str = "Application") -> None:
         with self.lock:
             entry = EventLogEntry(log, source, event_id, entry_type, message, self.clock.now())
-            self.event_log.append(entry)
+            if not self.event_log.write(entry):
+                return  # a full log that does not overwrite keeps nothing, and nothing is triggered
         self.tasks.event_written(entry)  # event-triggered scheduled tasks
 
     def windows_path(self, path: str) -> pathlib.Path:

@@ -160,7 +160,7 @@ if ($framing) {
 }
 if ($started) {
     Unregister-Transfer $transferKey
-    $what = 'File transfer from {0}: {1} -> {2}' -f $env:COMPUTERNAME, $result.path, [string]$request.destination
+    $what = 'Support session {0}: file transfer from {1}: {2} -> {3}' -f [string]$request.session_id, $env:COMPUTERNAME, $result.path, [string]$request.destination
     if ($result.outcome -eq 'completed') {
         $result.audit_event_id = Write-Audit 'completed' ('{0}, {1} bytes, SHA-256 {2}. Successfully received. Requested by {3}.' -f $what, $result.size, $result.sha256, [string]$request.requested_by)
     }

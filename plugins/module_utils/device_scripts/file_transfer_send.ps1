@@ -207,7 +207,7 @@ if ($null -ne $tempPath -and -not $keepTemp -and [System.IO.File]::Exists($tempP
 }
 if ($started) {
     Unregister-Transfer $transferKey
-    $what = 'File transfer to {0}: {1}' -f $env:COMPUTERNAME, [string]$request.source
+    $what = 'Support session {0}: file transfer to {1}: {2}' -f [string]$request.session_id, $env:COMPUTERNAME, [string]$request.source
     if ($result.outcome -eq 'completed') {
         $result.audit_event_id = Write-Audit 'completed' ('{0} -> {1}, {2} bytes, SHA-256 {3}. Successfully sent. Requested by {4}.' -f $what, $result.path, $size, $result.sha256, [string]$request.requested_by)
     }

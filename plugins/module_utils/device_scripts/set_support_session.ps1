@@ -287,7 +287,10 @@ function Write-Audit($Audit) {
     if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
         New-EventLog -LogName Application -Source $eventSource
     }
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message (Limit-EventMessage ([string]$Audit.message))
+    # The last line names the account that authenticated to the device, as Windows knows it (the audit reads it).
+    $account = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
+    $message = (Limit-EventMessage ([string]$Audit.message)) + "`r`nAuthenticated account: " + $account
+    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message $message
 }
 
 # --- the compare-and-set ----------------------------------------------------------------------------------------------

@@ -97,10 +97,22 @@ def audit_message(record: dict[str, t.Any], what: str, who: str, when: str) -> s
 EVENT_MESSAGE_LIMIT = 31000
 
 
+def limit_event_message(message: str) -> str:
+    return message[:EVENT_MESSAGE_LIMIT]
+
+
 def audit(device: Device, event_id: int, entry_type: str, message: str) -> None:
-    if len(message) > EVENT_MESSAGE_LIMIT:
-        message = message[:EVENT_MESSAGE_LIMIT]
-    device.write_event(EVENT_SOURCE, event_id, entry_type, message)
+    device.write_event(EVENT_SOURCE, event_id, entry_type, limit_event_message(message))
+
+
+def current_account(io: t.Any) -> str:
+    """[WindowsIdentity]::GetCurrent().Name: a scheduled task's principal, or the WinRM caller a WinRS command runs
+    as (DOMAIN\\user; a local account's domain is the computer's name, as in its USERDOMAIN)."""
+    identity = getattr(io, "identity", None)
+    if identity is not None:
+        return identity.user
+    environment = getattr(io, "environment", None) or {}
+    return f"{environment.get('USERDOMAIN', '')}\\{environment.get('USERNAME', '')}"
 
 
 # The record and the policy -----------------------------------------------------------------------------------------------

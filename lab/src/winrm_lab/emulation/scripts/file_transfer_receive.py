@@ -125,7 +125,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         await io.write_stdout(b"\0\0\0\0")  # the frame of length 0
     if started:
         transfers.unregister(device, request["transfer_id"])
-        what = f"File transfer from {device.name}: {result['path']} -> {request['destination']}"
+        what = (f"Support session {request['session_id']}: file transfer from {device.name}: {result['path']} -> "
+                f"{request['destination']}")
         if result["outcome"] == "completed":
             message = (f"{what}, {result['size']} bytes, SHA-256 {result['sha256']}. Successfully received. "
                        f"Requested by {request['requested_by']}.")

@@ -170,7 +170,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             temp_host.unlink()
     if started:
         transfers.unregister(device, request["transfer_id"])
-        what = f"File transfer to {device.name}: {request['source']} -> {result['path']}"
+        what = (f"Support session {request['session_id']}: file transfer to {device.name}: {request['source']} -> "
+                f"{result['path']}")
         if result["outcome"] == "completed":
             message = (f"{what}, {size} bytes, SHA-256 {result['sha256']}. Successfully sent. Requested by "
                        f"{request['requested_by']}.")

@@ -27,7 +27,7 @@ def _check(script_input: dict[str, t.Any]) -> None:
         raise DeviceScriptError("expiry_task needs session.expires_at.")
 
 
-def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
+def run(device: Device, script_input: dict[str, t.Any], io: t.Any = None) -> dict[str, t.Any]:
     _check(script_input)
     record = script_input["session"]
     arms_tasks = script_input["consent_prompt"] or script_input["expiry_task"]
@@ -60,7 +60,9 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
                 if script_input["end_activities"]:
                     session.end_activities(device)
                 audit = script_input["audit"]
-                session.audit(device, audit["event_id"], audit["entry_type"], audit["message"])
+                message = session.limit_event_message(audit["message"]) + \
+                    f"\r\nAuthenticated account: {session.current_account(io)}"
+                session.audit(device, audit["event_id"], audit["entry_type"], message)
             except Exception:
                 session.restore_record(device, current)  # no pending request without its prompt
                 raise

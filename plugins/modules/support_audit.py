@@ -50,6 +50,7 @@ attributes:
     description: Read-only; check mode reads the device as a normal run does.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to compare.
   platform:
     support: full
     platforms: windows

@@ -26,9 +26,16 @@ def equal(what: str, got, expected) -> None:
         fail(f"{what}: {got!r}, expected {expected!r}")
 
 
+def parse(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+
+
 def seconds(start: str, end: str) -> int:
-    parse = lambda text: datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     return int((parse(end) - parse(start)).total_seconds())
+
+
+def size(journal: dict, name: str) -> int:
+    return journal[name]["size"]
 
 
 def expected_figures(journals: dict) -> tuple:
@@ -38,7 +45,6 @@ def expected_figures(journals: dict) -> tuple:
     rc1 = seconds(consent["rc1"]["grant"]["granted_at"], consent["rc1_stop"]["device_time"])
     rc2_end = expiry["audit"]["sessions"][0]["remote_control"][0]["ended_at"]
     rc2 = seconds(expiry["rc2"]["grant"]["granted_at"], rc2_end)
-    size = lambda j, name: j[name]["size"]  # noqa: E731
     per_device = {
         consent["device"]: dict(sessions=3, denials=1, timeouts=1, transfers=2,
                                 transfer_bytes=size(consent, "t1") + size(consent, "t2"), remote_control_seconds=rc1),
@@ -97,8 +103,9 @@ def open_in_chromium(chromium: str, page: pathlib.Path, work: pathlib.Path) -> s
               "--no-first-run", f"--user-data-dir={work / 'profile'}", "--enable-logging=stderr", "--v=0"]
     screenshot = work / "audit.png"
     shot = subprocess.run([*common, f"--screenshot={screenshot}", "--window-size=1280,2000", page.as_uri()],
-                          capture_output=True, text=True, timeout=180)
-    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180,
+                         check=False)
     for run in (shot, dom):
         if run.returncode != 0:
             fail(f"chromium exited with {run.returncode}: {run.stderr[-2000:]}")

@@ -13,7 +13,7 @@ mkdir -p "$LAB_DIR/work/journal"
 
 ansible-playbook -i "$LAB_INVENTORY" day.yml -e "lab_manifest=$LAB_MANIFEST" -e "work=$LAB_DIR/work" \
     -e "consent_host=$consent_host" -e "expiry_host=$expiry_host" -e "noconf_host=$noconf_host" \
-    -e "wrapped_host=$wrapped_host"
+    -e "wrapped_host=$wrapped_host" -e "day_hosts=$consent_host,$expiry_host,$noconf_host,$wrapped_host"
 echo "$consent_host $expiry_host $noconf_host $wrapped_host" > "$LAB_DIR/work/journal/hosts"
 python check_audit.py "$LAB_DIR/work/journal" "$consent_host" "$expiry_host" "$noconf_host" "$wrapped_host"
 

@@ -32,8 +32,7 @@ def transition(what, who, at, requested_by="CONTOSO\\jdoe", reason="INC-4711", a
 
 
 def test_the_session_ids_are_the_controllers():
-    assert {i: w for i, w in support_audit.SESSION_EVENTS.items()} == \
-        {i: w for w, i in support_session.AUDIT_EVENT_IDS.items()}
+    assert support_audit.SESSION_EVENTS == {i: w for w, i in support_session.AUDIT_EVENT_IDS.items()}
 
 
 def test_a_confirmed_session_with_a_transfer_and_remote_control():
@@ -102,8 +101,8 @@ def test_texts_the_collection_does_not_write_are_kept_apart():
 
 
 def test_a_session_that_began_before_the_window():
-    read = support_audit.sessions_from_events([event(9, 1005, transition("deauthorized", "jdoe", "2026-11-24T10:00:00Z",
-                                                                          account=ACCOUNT))])
+    ended = transition("deauthorized", "jdoe", "2026-11-24T10:00:00Z", account=ACCOUNT)
+    read = support_audit.sessions_from_events([event(9, 1005, ended)])
     (session,) = read["sessions"]
     assert session["began_before_since"] and session["requested_at"] is None
     assert session["requested_by"] == "CONTOSO\\jdoe" and session["state"] == "deauthorized"

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from ansible_collections.remote_support.windows.plugins.module_utils import audit_report, device_script, support_audit
+from ansible_collections.remote_support.windows.plugins.module_utils import support_agent, support_policy
 from ansible_collections.remote_support.windows.plugins.module_utils import support_session
 
 SID = "6f1c0d2e-0000-4000-8000-000000000001"
@@ -33,6 +34,21 @@ def transition(what, who, at, requested_by="CONTOSO\\jdoe", reason="INC-4711", a
 
 def test_the_session_ids_are_the_controllers():
     assert support_audit.SESSION_EVENTS == {i: w for w, i in support_session.AUDIT_EVENT_IDS.items()}
+
+
+def test_the_other_ids_are_the_writers():
+    """The ids the reader knows are the ones each device script declares in its contract, and the modules write."""
+    def declared(name):
+        return device_script.load(name).contract["audit_events"]
+
+    assert declared("consent_prompt") == {"consent_answered": support_audit.CONSENT_ANSWERED}
+    assert declared("start_remote_control") == {"started": support_audit.REMOTE_CONTROL_GRANTED}
+    assert declared("stop_remote_control") == {"stopped": support_audit.REMOTE_CONTROL_STOPPED,
+                                               "ended_by_device": support_audit.REMOTE_CONTROL_ENDED_BY_DEVICE}
+    for name in ("file_transfer_send", "file_transfer_receive"):
+        assert declared(name) == {what: i for i, what in support_audit.TRANSFER_EVENTS.items()}
+    assert support_policy.POLICY_CHANGED_EVENT_ID == support_audit.POLICY_CHANGED
+    assert support_agent.AGENT_CHANGED_EVENT_ID == support_audit.AGENT_CHANGED
 
 
 def test_a_confirmed_session_with_a_transfer_and_remote_control():

@@ -141,10 +141,21 @@ def build(results: t.Mapping[str, t.Mapping[str, t.Any]], generated_at: str) -> 
     }
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), =cmd|...); free text in the
+# report (a reason, a file name a user chose) must stay text, so such a cell is written after an apostrophe.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _TextCells(csv.DictWriter):
+    def writerow(self, rowdict: t.Mapping[str, t.Any]) -> t.Any:
+        return super().writerow({key: "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS)
+                                 else value for key, value in rowdict.items()})
+
+
 def to_csv(report: t.Mapping[str, t.Any]) -> str:
     """One row per session and one per transfer (spreadsheets, tickets)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
+    writer = _TextCells(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for device in report["devices"]:
         for session in device["sessions"]:

@@ -196,3 +196,11 @@ def test_the_page_escapes_what_devices_wrote():
                                         reason=hostile))]
     page = audit_report.to_html(audit_report.build({"d": support_audit.result_from_answer(answer(events))}, "now"))
     assert hostile not in page and "&lt;img" in page
+
+
+def test_csv_cells_never_start_a_formula():
+    hostile = '=HYPERLINK("http://evil/","open")'
+    events = [event(1, 1000, transition("requested", "x", "2026-11-24T10:00:00Z", requested_by="@jdoe", reason=hostile))]
+    text = audit_report.to_csv(audit_report.build({"d": support_audit.result_from_answer(answer(events))}, "now"))
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["reason"] == "'" + hostile and row["requested_by"] == "'@jdoe"

@@ -6,6 +6,7 @@ the lab's control surface (not through WinRM).
     lab_day.py MANIFEST put-file DEVICE WINDOWS-PATH TEXT
     lab_day.py MANIFEST flood DEVICE MAX-SIZE-BYTES COUNT      shrink the Application log and write COUNT other events
     lab_day.py MANIFEST wait-event DEVICE EVENT-ID                until the device wrote that event
+    lab_day.py MANIFEST forge DEVICE EVENT-ID TEXT              an entry under the collection's source, as a user may
     lab_day.py MANIFEST refuse DEVICE                           the device refuses connections from now on
     lab_day.py MANIFEST user DEVICE                            the logged-on user, as Windows names them
 """
@@ -37,6 +38,9 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{device} wrote no event {args[0]} within 30 s")
             time.sleep(0.2)
+    elif command == "forge":
+        # A local user writes under the collection's source: the Application log lets any interactive user write.
+        control.write_events(device, "RemoteSupport.Windows", int(args[0]), args[1])
     elif command == "refuse":
         control.set_faults(device, refuse_connections=True)
     elif command == "user":

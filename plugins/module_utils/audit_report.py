@@ -191,6 +191,14 @@ th{background:#f2f2f2}
 td.n{text-align:right}
 .warn{color:#a40000;font-weight:600}
 h2{margin-top:2em;border-bottom:1px solid #ccc}
+.bars{border:1px solid #ccc;max-width:60em;margin:.5em 0}
+.lane{position:relative;height:.9em;margin:.2em 0}
+.bar{position:absolute;top:0;bottom:0;background:#4a7bd0}
+.bar.denied,.bar.timed_out{background:#c0392b}
+.bar.expired{background:#999}
+.bar.pending_confirmation{background:#e0a800}
+.scale{display:flex;justify-content:space-between;font-size:.8em;color:#555;border-top:1px solid #ddd}
+td:first-child{white-space:nowrap}
 """.strip()
 
 
@@ -206,6 +214,34 @@ def _figures_table(rows: t.Mapping[str, t.Mapping[str, int]], kind: str) -> str:
         cells = "".join(_cell(figures[figure], True, f"{kind}:{name}:{figure}") for figure in SUMMARY_FIGURES)
         body.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
     return f'<table data-table="{kind}"><tr><th>{kind}</th>{head}</tr>{"".join(body)}</table>'
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bars(device: t.Mapping[str, t.Any]) -> str:
+    """Each session as a bar from its first to its last moment, on a scale from the first session's start (the
+    window's start for one that began before it) to the device's clock, coloured by how it ended."""
+    since, end = _parse(device["since"]), _parse(device["device_time"])
+    starts = [_parse(session["requested_at"]) or since for session in device["sessions"]]
+    start = min(starts) if starts else None
+    if start is None or end is None or end <= start:
+        return ""
+    span = (end - start).total_seconds()
+    rows = []
+    for session in device["sessions"]:
+        begin = _parse(session["requested_at"]) or since
+        finish = _parse(session["ended_at"]) or end
+        left = max(0.0, (begin - start).total_seconds() / span * 100)
+        width = max(0.4, (finish - begin).total_seconds() / span * 100)
+        state = session["state"] or "unknown"
+        title = f"{session['id']}: {state.replace('_', ' ')}, {session['requested_at'] or '(before)'} - " \
+                f"{session['ended_at'] or '(open)'}"
+        rows.append(f'<div class="lane"><div class="bar {html.escape(state)}" title="{html.escape(title)}" '
+                    f'style="left:{left:.2f}%;width:{min(width, 100 - left):.2f}%"></div></div>')
+    scale = f'<div class="scale"><span>{html.escape(_stamp(start))}</span><span>{html.escape(_stamp(end))}</span></div>'
+    return f'<div class="bars">{"".join(rows)}{scale}</div>'
 
 
 def to_html(report: t.Mapping[str, t.Any]) -> str:
@@ -241,6 +277,7 @@ def to_html(report: t.Mapping[str, t.Any]) -> str:
         if device["log_wrapped"] or device["truncated"]:
             parts.append(f'<p class="warn" data-warning="{html.escape(device["device"])}">'
                          f"{html.escape(device['msg'])}</p>")
+        parts.append(_bars(device))
         parts.append(f'<table data-table="timeline:{html.escape(device["device"])}">'
                      "<tr><th>time (UTC)</th><th>session</th><th>what</th></tr>")
         for entry in device["timeline"]:

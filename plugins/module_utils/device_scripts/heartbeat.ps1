@@ -6,6 +6,7 @@
 # RemoteSupport-Heartbeat (installed by install_agent.ps1) with -File and no arguments.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'

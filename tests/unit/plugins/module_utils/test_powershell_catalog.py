@@ -532,7 +532,7 @@ GOOD = "param($InputObject)\nSet-StrictMode -Version 2.0\n$ErrorActionPreference
     ("1..3 | ForEach-Object -Parallel { $_ }\n", "has no parameter -Parallel"),
     ("Get-Error\n", "'Get-Error' is not in the catalog"),
     ("$h = ConvertFrom-Json -InputObject '{}' -AsHashtable\n", "has no parameter -AsHashtable"),
-    ("Get-ChildItem -LiteralPath 'C:\\'\n", "'Get-ChildItem' is not in the catalog"),
+    ("Get-Content -LiteralPath 'C:\\x'\n", "'Get-Content' is not in the catalog"),
     ("gci\n", "'gci' is an alias"),
     ("@(1) | % { $_ }\n", "'%' is an alias"),
     ("Get-Item 'C:\\x' | Out-Null\n", "positional argument"),

@@ -39,8 +39,8 @@ from ansible_collections.remote_support.windows.plugins.module_utils import devi
 
 CATALOG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "powershell_catalog.yml")
 BOOTSTRAPS = ("bootstrap", "stream_bootstrap")
-SCRIPT_NAMES = sorted(os.path.basename(p)[:-len(".ps1")] for p in glob.glob(os.path.join(device_script.SCRIPTS_DIR,
-                                                                                          "*.ps1")))
+SCRIPT_NAMES = sorted(os.path.basename(p)[:-len(".ps1")]
+                      for p in glob.glob(os.path.join(device_script.SCRIPTS_DIR, "*.ps1")))
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_powershell.language()))
 
 # The automatic variables of Windows PowerShell 5.1 (about_Automatic_Variables): never assigned, never a parameter or
@@ -343,6 +343,7 @@ def _declared_parameters(function_node):
     return []
 
 
+MATCH_OPERATORS = ("-match", "-imatch", "-cmatch", "-notmatch")
 VARIABLE = re.compile(r"^[$@](?:(?P<scope>global|script|local|private|env|using):)?(?P<name>.+)$", re.IGNORECASE)
 
 
@@ -353,8 +354,7 @@ def check_variables(root, functions) -> list[Finding]:
     reads: list[tuple[str, t.Any]] = []
     matches_anything = False
     for node in _walk(root):
-        if node.type == "comparison_operator" and _text(node).lower() in ("-match", "-imatch", "-cmatch",
-                                                                            "-notmatch"):
+        if node.type == "comparison_operator" and _text(node).lower() in MATCH_OPERATORS:
             matches_anything = True
         if node.type == "switch_statement" and "-regex" in _text(node).lower()[:60]:
             matches_anything = True
@@ -397,9 +397,7 @@ def _variable_role(node) -> str:
         return "loop"
     # $x = ..., $x += ..., [type]$x = ...: the variable is the whole left side of an assignment.
     current = node
-    while current.parent is not None and current.parent.type not in ("left_assignment_expression",
-                                                                       "assignment_expression", "pipeline",
-                                                                       "statement_list"):
+    while current.parent is not None and current.parent.type not in _STATEMENT_PARTS:
         if current.parent.type not in _WRAPPERS:
             return "read"
         current = current.parent
@@ -414,6 +412,7 @@ def _variable_role(node) -> str:
     return "read"
 
 
+_STATEMENT_PARTS = ("left_assignment_expression", "assignment_expression", "pipeline", "statement_list")
 _WRAPPERS = {"unary_expression", "array_literal_expression", "range_expression", "format_expression",
              "multiplicative_expression", "additive_expression", "comparison_expression", "bitwise_expression",
              "logical_expression", "expression_with_unary_operator", "cast_expression"}
@@ -583,5 +582,7 @@ def test_the_checker_reads_new_object_type_names(checker):
     assert checker.check_new_object("$x = New-Object -TypeName System.Text.StringBuilder\n") == []
     found = checker.check_new_object("$x = New-Object -TypeName System.Text.StringBuilderX\n"
                                      "$y = New-Object -ComObject Shell.ApplicationX\n")
-    assert [f.what for f in found] == ["New-Object -TypeName System.Text.StringBuilderX: not in the catalog",
-                                      "New-Object -ComObject Shell.ApplicationX: not in the catalog"]
+    assert [f.what for f in found] == [
+        "New-Object -TypeName System.Text.StringBuilderX: not in the catalog",
+        "New-Object -ComObject Shell.ApplicationX: not in the catalog",
+    ]

@@ -168,7 +168,8 @@ def test_install_writes_the_scripts_with_a_bom_and_registers_the_heartbeat(devic
         assert stored["sha256"] == hashlib.sha256(expected).hexdigest()
     state = device.run("get_agent_state", {"components": list(AGENT_SCRIPTS)})
     assert state["folder"]["exists"] and state["folder"]["locked_down"]
-    assert {name: found["version"] for name, found in state["files"].items()} == dict.fromkeys(AGENT_SCRIPTS, 1)
+    assert {name: found["version"] for name, found in state["files"].items()} == {
+        name: contract_of(name)["version"] for name in AGENT_SCRIPTS}
     task = state["heartbeat_task"]
     assert task["state"] == "Ready" and task["user_id"] == "SYSTEM" and task["interval_seconds"] == 60
     assert task["arguments"].endswith(f'-File "{FOLDER}\\heartbeat.ps1"')
@@ -207,7 +208,8 @@ def test_a_script_under_another_name_is_refused(device):
 
 def test_an_altered_file_reads_with_its_own_hash_and_version(device):
     device.run("install_agent", install_request())
-    older = text_of("heartbeat").replace("# version: 1", "# version: 0")
+    older = text_of("heartbeat").replace(f"# version: {contract_of('heartbeat')['version']}\n", "# version: 0\n")
+    assert older != text_of("heartbeat")
     device.lab.control.request("PUT", f"/devices/{device.name}/files", query={"path": f"{FOLDER}\\heartbeat.ps1"},
                                raw=b"\xef\xbb\xbf" + older.encode("utf-8"))
     found = device.run("get_agent_state", {"components": ["heartbeat"]})["files"]["heartbeat"]

@@ -14,6 +14,11 @@ carries its version in its header (`# version: N`); the installed file is compar
 so an unchanged collection changes nothing, a newer one upgrades, and a file altered on the device is repaired.
 A device that runs a newer version than this collection ships is left alone unless downgrades are allowed, so two
 controllers of different versions do not take turns rewriting a fleet.
+
+`state: absent` removes everything the collection leaves on a device (uninstall_agent.ps1): the scheduled tasks,
+C:\\ProgramData\\RemoteSupport, HKLM:\\SOFTWARE\\RemoteSupport, transfer temporary files and the event source. It
+refuses while a session, a remote-control grant or a transfer is live, so nothing the session changed is left
+without the script that would put it back.
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ HEARTBEAT_INTERVAL_SECONDS = 60
 SYSTEM_ACCOUNTS = ("system", "nt authority\\system", "localsystem", "s-1-5-18")
 TASK_ARGUMENTS = '-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File "{path}"'
 
-# Application event log id (source RemoteSupport.Windows) of an agent install, upgrade or repair.
+# Application event log id (source RemoteSupport.Windows) of an agent install, upgrade or repair, and of its removal.
 AGENT_CHANGED_EVENT_ID = 1041
+AGENT_REMOVED_EVENT_ID = 1042
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
-    "state": {"type": "str", "default": "present", "choices": ["present", "query"]},
+    "state": {"type": "str", "default": "present", "choices": ["present", "absent", "query"]},
     "allow_downgrade": {"type": "bool", "default": False},
 }
 
@@ -165,8 +171,55 @@ def describe(state: t.Mapping[str, t.Any], work: AgentPlan, *, after: bool) -> d
     return shown
 
 
+def found_lines(found: t.Mapping[str, t.Any]) -> list[str]:
+    """What uninstall_agent.ps1 found (or removed), one line a piece."""
+    lines = [f"scheduled task {name}" for name in found["tasks"]]
+    for field, what in (("folder", "folder"), ("registry_key", "registry key"), ("event_source", "event source")):
+        if found[field]:
+            lines.append(f"{what} {found[field]}")
+    lines += [f"transfer temporary file {path}" for path in found["partial_files"]]
+    return lines
+
+
+def remove(client: t.Any, *, check_mode: bool, diff: bool) -> dict[str, t.Any]:
+    """support_agent state=absent on one device: one run of uninstall_agent.ps1 (check_only in check mode)."""
+    try:
+        with client.shell() as shell:
+            done = shell.run(device_script.load("uninstall_agent"), {
+                "check_only": check_mode,
+                "audit": {"event_id": AGENT_REMOVED_EVENT_ID, "entry_type": "Information",
+                          "message": "Support agent removed: scheduled tasks, scripts folder, registry key, transfer "
+                                     "temporary files and this event source."},
+            })
+    except DeviceError as error:
+        return support_policy.failure(error)
+    pieces = found_lines(done["found"])
+    result: dict[str, t.Any] = {
+        "changed": False,
+        "removed": pieces if done["removed"] else [],
+        "device_time": done["device_time"],
+        "device_status": "reachable",
+        "connection": {"valid": True, "reason": None, "message": "WinRM connection and device script succeeded"},
+    }
+    if done["refused"] is not None:
+        result.update(failed=True, refused=done["refused"]["reason"],
+                      msg=f"The agent was not removed, nothing changed: {done['refused']['message']}")
+        return result
+    if not pieces:
+        result["msg"] = "Nothing of the agent is on the device"
+        return result
+    result["changed"] = True
+    result["changes"] = [f"{piece} removed" for piece in pieces]
+    if diff:
+        result["diff"] = {"before": {"agent": pieces}, "after": {"agent": []}}
+    result["msg"] = ("Would remove: " if check_mode else "Removed: ") + ", ".join(pieces)
+    return result
+
+
 def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool, diff: bool) -> dict[str, t.Any]:
     """The support_agent task on one device; never raises for a device-side failure."""
+    if options.get("state") == "absent":
+        return remove(client, check_mode=check_mode, diff=diff)
     scripts = shipped()
     try:
         with client.shell() as shell:

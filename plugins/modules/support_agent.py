@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: support_agent
-short_description: Install, upgrade and keep in place the support agent on a Windows device
+short_description: Install, upgrade, keep in place or remove the support agent on a Windows device
 version_added: 0.1.0
 description:
   - Keeps the device-side pieces of remote support in place, the ones that work without any controller.
@@ -21,15 +21,26 @@ description:
     is installed, an older one upgraded, an altered one repaired, an unchanged one left alone (RV(changed) false).
     A newer one on the device (installed by a newer collection) is kept unless O(allow_downgrade=true).
   - A heartbeat task that is missing, disabled or altered is registered again and started.
+  - The heartbeat also notes the folders transfers to the device write into and, once a day, removes there the
+    temporary files (C(~rs-*.partial)) that interrupted transfers left untouched for a day.
+  - O(state=absent) removes everything the collection leaves on the device - the scheduled tasks C(RemoteSupport-*),
+    C(C:\ProgramData\RemoteSupport), the registry key C(HKLM:\SOFTWARE\RemoteSupport) (agent, policy and session
+    record), the transfer temporary files and the event source C(RemoteSupport.Windows) (after one last entry, id
+    1042; the entries already written stay in the Application log). It refuses, changing nothing, while a support
+    session is authorized or waiting for the client, while a remote-control grant is in place or while a transfer
+    is registered; end those first with M(remote_support.windows.support_session) and
+    M(remote_support.windows.remote_control). The Remote Desktop policy values M(remote_support.windows.support_policy)
+    set are left as they are.
   - Runs on the controller (action plugin).
 author:
   - Remote support maintainers (@remote-support)
 options:
   state:
     description:
-      - V(present) installs, upgrades or repairs what differs; V(query) only reads and reports what differs.
+      - V(present) installs, upgrades or repairs what differs; V(query) only reads and reports what differs;
+        V(absent) removes the agent and everything else the collection left on the device.
     type: str
-    choices: [present, query]
+    choices: [present, absent, query]
     default: present
   allow_downgrade:
     description:
@@ -41,7 +52,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reads the device and reports what would be installed, upgraded or repaired, without writing.
+    description: Reads the device and reports what would be installed, upgraded, repaired or removed, without writing.
   diff_mode:
     support: full
     description: Each script's version, the heartbeat task and the folder before and after.
@@ -57,6 +68,10 @@ seealso:
 EXAMPLES = r"""
 - name: Install or upgrade the agent
   remote_support.windows.support_agent:
+
+- name: Remove the agent and everything else the collection left on the device
+  remote_support.windows.support_agent:
+    state: absent
 
 - name: Which devices run an agent other than this collection's?
   remote_support.windows.support_agent:
@@ -75,6 +90,17 @@ changes:
   type: list
   elements: str
   sample: ["heartbeat installed", "consent_prompt upgraded (1 -> 2)", "heartbeat task registered"]
+removed:
+  description: With O(state=absent), what was removed, one line a piece (empty in check mode and when refused).
+  returned: with state=absent, when the device answered
+  type: list
+  elements: str
+  sample: ["scheduled task RemoteSupport-Heartbeat", "folder C:\\ProgramData\\RemoteSupport"]
+refused:
+  description: With O(state=absent), why nothing was removed (C(session_active), C(remote_control_granted),
+    C(transfer_running)).
+  returned: when the removal was refused
+  type: str
 scripts:
   description: Per agent script, the version found, the version shipped, the version now, and the action.
   returned: when the device was read

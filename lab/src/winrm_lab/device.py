@@ -21,6 +21,12 @@ from .tasks import DeviceTasks
 # Registry root under which the collection keeps its device-side state (policy, sessions, agent check-in).
 COLLECTION_REGISTRY_KEY = r"HKLM:\SOFTWARE\RemoteSupport"
 AGENT_REGISTRY_KEY = COLLECTION_REGISTRY_KEY + r"\Agent"
+EVENT_LOG_SERVICES_KEY = r"HKLM:\SYSTEM\CurrentControlSet\Services\EventLog"
+
+
+def event_source_key(source: str, log: str = "Application") -> str:
+    """Where Windows registers an event source of a classic event log."""
+    return f"{EVENT_LOG_SERVICES_KEY}\\{log}\\{source}"
 
 
 @dataclasses.dataclass
@@ -263,6 +269,9 @@ class Device:
 
     def write_event(self, source: str, event_id: int, entry_type: str, message: str, log: str = "Application") -> None:
         with self.lock:
+            # Every device script registers its source (New-EventLog) before it writes; Windows keeps the
+            # registration under this key, where [EventLog]::SourceExists looks and Remove-EventLog deletes.
+            self.registry.create_key(event_source_key(source, log))
             entry = EventLogEntry(log, source, event_id, entry_type, message, self.clock.now())
             if not self.event_log.write(entry):
                 return  # a full log that does not overwrite keeps nothing, and nothing is triggered

@@ -12,6 +12,7 @@
 # no answer and the deadline passed -> timed_out, changed by "timer". Event 1003.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'

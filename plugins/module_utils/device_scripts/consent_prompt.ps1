@@ -9,6 +9,7 @@
 # RemoteSupport-ApplyConsent to apply it. See docs/consent-route.md.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'

@@ -8,6 +8,7 @@
 # set_support_session.ps1. Event 1004. See docs/consent-route.md.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'

@@ -9,6 +9,7 @@
 # file_transfer_send.ps1 and file_transfer_receive.ps1 check all of it again before they move a byte.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'

@@ -16,6 +16,7 @@
 # that the session still allows it, exactly as file_transfer_send.ps1 does, and stops cleanly when it does not.
 param($InputObject, $InputStream, $OutputStream)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'

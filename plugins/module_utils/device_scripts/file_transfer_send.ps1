@@ -19,6 +19,7 @@
 # for the next run to resume; that run stops the process of the lost one first.
 param($InputObject, $InputStream, $OutputStream)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'

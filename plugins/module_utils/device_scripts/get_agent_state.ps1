@@ -7,6 +7,7 @@
 # action, principal, repetition and state) and the last check-in. Changes nothing.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
@@ -99,7 +100,8 @@ foreach ($name in @($InputObject.components)) {
 
 $lastCheckIn = $null
 if (Test-Path -LiteralPath $agentKey) {
-    $value = (Get-ItemProperty -LiteralPath $agentKey -Name 'LastCheckIn' -ErrorAction SilentlyContinue).LastCheckIn
+    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
+    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
     if ($value) {
         $lastCheckIn = [string]$value
     }

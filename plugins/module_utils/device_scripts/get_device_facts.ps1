@@ -5,6 +5,7 @@
 # model, device type) plus the device's own clock, so the controller can tell active from idle by the device's time.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
@@ -34,7 +35,8 @@ elseif (@($chassisTypes | Where-Object { $laptopChassis -contains $_ }).Count -g
 $lastCheckIn = $null
 $agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
 if (Test-Path -LiteralPath $agentKey) {
-    $value = (Get-ItemProperty -LiteralPath $agentKey -Name 'LastCheckIn' -ErrorAction SilentlyContinue).LastCheckIn
+    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
+    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
     if ($value) {
         $lastCheckIn = [string]$value
     }

@@ -7,6 +7,7 @@
 # this script reports what is there, not what it means.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'

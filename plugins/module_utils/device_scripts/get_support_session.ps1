@@ -6,6 +6,7 @@
 # The registry layout is described in docs/consent-route.md.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'

@@ -8,6 +8,7 @@
 # (get_agent_state), so this runs only when something differs.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
@@ -117,7 +118,8 @@ if ($null -ne $InputObject.audit) {
 
 $lastCheckIn = $null
 if (Test-Path -LiteralPath $agentKey) {
-    $value = (Get-ItemProperty -LiteralPath $agentKey -Name 'LastCheckIn' -ErrorAction SilentlyContinue).LastCheckIn
+    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
+    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
     if ($value) {
         $lastCheckIn = [string]$value
     }

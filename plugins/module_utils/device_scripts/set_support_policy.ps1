@@ -7,6 +7,7 @@
 # get_support_policy). The controller sends only what differs, so a value is written only when it changes.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'

@@ -14,6 +14,7 @@
 # releases it when a holder dies (the next owner then sees an abandoned mutex and rewrites the whole record).
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # Written by this script (administrators and SYSTEM only; users may read): which session the prompt is for, whom
@@ -318,7 +319,8 @@ try {
     }
 
     if ($null -eq $refused) {
-        if ($null -ne $InputObject.task_scripts) {
+        # An input field the request may leave out is looked up, not read: StrictMode stops on a missing property.
+        if ($null -ne $InputObject.PSObject.Properties['task_scripts'] -and $null -ne $InputObject.task_scripts) {
             Install-TaskScripts $InputObject.task_scripts
         }
         elseif ($armsTasks) {

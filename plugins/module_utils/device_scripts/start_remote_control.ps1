@@ -15,6 +15,7 @@
 # controller, the end task, a run cut short) undoes exactly what was done and no more.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'

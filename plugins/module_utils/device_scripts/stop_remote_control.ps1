@@ -13,6 +13,7 @@
 #   deauthorizing) and expire_session may start the task, or run this script, to end remote control at once.
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'

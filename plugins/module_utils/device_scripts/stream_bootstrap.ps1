@@ -5,6 +5,7 @@
 # whatever follows is the script's data. The script gets its input and the raw stdin and stdout streams, so binary
 # data is never decoded as text, and it writes its own output (JSON lines and binary frames) to the stdout stream.
 # As with bootstrap.ps1, the script text travels as data on stdin, never pasted into a command line.
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 [Console]::OutputEncoding = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $false

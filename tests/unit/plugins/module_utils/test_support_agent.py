@@ -28,7 +28,7 @@ def _contract(name):
         return json.load(handle)
 
 
-CONTRACTS = {name: _contract(name) for name in ("get_agent_state", "install_agent")}
+CONTRACTS = {name: _contract(name) for name in ("get_agent_state", "install_agent", "uninstall_agent")}
 
 
 class FakeDevice:
@@ -90,6 +90,29 @@ class FakeDevice:
             self.task = heartbeat_task()
         return {"script_version": 1, "device_time": NOW, "written": list(request["files"]),
                 "heartbeat_task_registered": request["heartbeat_task"], "last_checkin": NOW}
+
+    # What uninstall_agent.ps1 finds beside the scripts and the task; `live` stands for what makes it refuse.
+    registry_key = True
+    event_source = True
+    partial_files = ()
+    live = None
+
+    def uninstall_agent(self, request):
+        found = {"tasks": ["RemoteSupport-Heartbeat"] if self.task else [],
+                 "folder": "C:\\ProgramData\\RemoteSupport" if self.folder else None,
+                 "registry_key": "HKLM:\\SOFTWARE\\RemoteSupport" if self.registry_key else None,
+                 "event_source": "RemoteSupport.Windows" if self.event_source else None,
+                 "partial_files": list(self.partial_files)}
+        anything = any(found.values())
+        if self.live is not None:
+            return {"script_version": 1, "device_time": NOW, "found": found, "removed": False,
+                    "refused": {"reason": self.live, "message": f"{self.live} on this device; end it first."}}
+        removed = anything and not request["check_only"]
+        if removed:
+            self.task, self.folder, self.files = None, False, {}
+            self.registry_key = self.event_source = False
+            self.partial_files = ()
+        return {"script_version": 1, "device_time": NOW, "found": found, "removed": removed, "refused": None}
 
     @property
     def installs(self):
@@ -229,3 +252,41 @@ def test_the_agent_ships_the_scripts_the_session_route_runs():
 
 def test_files_are_hashed_as_the_device_writes_them():
     assert sa.file_sha256("# x\n") == hashlib.sha256(b"\xef\xbb\xbf# x\n").hexdigest()
+
+
+def test_absent_removes_every_piece_once_and_audits_it():
+    device = installed(FakeDevice())
+    device.partial_files = ("C:\\Users\\Public\\~rs-t1.partial",)
+    result = run(device, state="absent")
+    assert result["changed"] is True and "failed" not in result
+    assert result["removed"] == ["scheduled task RemoteSupport-Heartbeat", "folder C:\\ProgramData\\RemoteSupport",
+                                 "registry key HKLM:\\SOFTWARE\\RemoteSupport", "event source RemoteSupport.Windows",
+                                 "transfer temporary file C:\\Users\\Public\\~rs-t1.partial"]
+    assert result["diff"]["after"] == {"agent": []}
+    (name, request), = device.calls
+    assert name == "uninstall_agent" and request["check_only"] is False
+    assert request["audit"]["event_id"] == sa.AGENT_REMOVED_EVENT_ID
+    again = run(device, state="absent")
+    assert again["changed"] is False and again["removed"] == [] and again["msg"] == "Nothing of the agent is on the device"
+
+
+def test_absent_in_check_mode_reports_and_removes_nothing():
+    device = installed(FakeDevice())
+    result = run(device, check_mode=True, state="absent")
+    assert result["changed"] is True and result["removed"] == [] and result["msg"].startswith("Would remove: ")
+    assert device.calls[0][1]["check_only"] is True and device.task is not None and device.files
+
+
+@pytest.mark.parametrize("live", ["session_active", "remote_control_granted", "transfer_running"])
+def test_absent_fails_and_changes_nothing_while_something_is_live(live):
+    device = installed(FakeDevice())
+    device.live = live
+    result = run(device, state="absent")
+    assert result["failed"] is True and result["changed"] is False and result["refused"] == live
+    assert result["msg"].startswith("The agent was not removed, nothing changed: ")
+    assert device.task is not None and device.files
+
+
+def test_absent_on_an_unreachable_device_fails_with_the_reason():
+    result = run(FakeDevice(fail=DeviceError("timeout", "no answer")), state="absent")
+    assert result["failed"] is True and result["device_status"] == "unreachable"

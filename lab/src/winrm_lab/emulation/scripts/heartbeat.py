@@ -1,4 +1,5 @@
-"""Emulation of heartbeat.ps1, version 1: the agent's check-in, LastCheckIn set to the device's clock."""
+"""Emulation of heartbeat.ps1, version 2: the agent's check-in, LastCheckIn set to the device's clock, then the
+cleanup of the temporary files interrupted transfers left (once a day, those untouched for a day)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import typing as t
 from ...device import AGENT_REGISTRY_KEY, Device
 from .. import support_agent
 
-VERSION = 1
+VERSION = 2
 
 
 def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
@@ -19,4 +20,10 @@ def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
             # (the lab derives a running agent's check-ins from the clock, and keeps a stopped one's last).
             device.agent.stopped_last_checkin = moment
         device.registry.set(AGENT_REGISTRY_KEY, "LastCheckIn", now)
-    return {"script_version": VERSION, "last_checkin": now}
+        error = None
+        try:
+            cleaned, removed = support_agent.heartbeat_cleanup(device)
+        except OSError as failure:
+            cleaned, removed, error = False, [], str(failure)
+    return {"script_version": VERSION, "last_checkin": now, "partial_files_cleaned": cleaned,
+            "partial_files_removed": removed, "partial_files_error": error}

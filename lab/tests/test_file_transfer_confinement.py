@@ -297,6 +297,7 @@ def resolves_to(lab: t.Any, entry: dict[str, t.Any], windows_path: str) -> str |
 @example(path=ROOT + "\\ToWindows\\file.bin", direction="from_device")
 @example(path=ROOT + "\\toallowedsub\\FILE.BIN. ", direction="to_device")
 @example(path=ROOT + "\\..\\..\\All Users\\file.bin", direction="from_device")
+@example(path=ROOT + "\\file.bin\\ToWindows\\x.bin", direction="to_device")  # a file where a folder should be
 def test_no_accepted_path_ever_resolves_outside_the_allowed_folder(lab, maze, path, direction):
     authorize(lab, maze)
     answer = prepare(lab, maze, direction=direction, path=path, file_name="file.bin")

@@ -92,11 +92,10 @@ HINTS = {
     "interrupted": "Run the task again: it resumes after the last verified byte.",
     "hash_mismatch": "Nothing was written; run the task again.",
     "source_changed": "The file changed while it was read; run the task again once it is no longer being written.",
-    "device_path": "Write the path as an ordinary Windows path, such as C:\\Users\\name\\file.txt.",
     "alternate_stream": "Give the file's own path, without a ':stream' part.",
     "reserved_name": "Choose another file or folder name.",
-    "reparse_point": "Give the path of the real folder, inside the folders the device allows: links are never followed.",
-    "path_changed": "A folder on the device was moved or replaced while the transfer ran; check it and run the task "
+    "reparse_point": "Give the real folder's own path, inside the folders the device's policy allows.",
+    "path_changed": "Check that folder on the device (someone moved it or put a link in its place) and run the task "
                     "again.",
 }
 

@@ -88,7 +88,7 @@ try {
     # OpenOrCreate, not Create: Create cannot open a hidden file, and this one is hidden. Delete access: a temporary
     # file that must go is deleted through this handle, never by a name that may lead through a link by then.
     $file = New-Object -TypeName System.IO.FileStream -ArgumentList $tempPath, 'OpenOrCreate', ([System.Security.AccessControl.FileSystemRights]'Read, Write, Delete, Synchronize'), 'Read', 1048576, 'None'
-    $pinned = Assert-OpenedUnderRoot $file $tempPath $policy.allowed_roots
+    $pinned = Assert-OpenedUnderRoot $file $path $policy.allowed_roots
     [System.IO.File]::SetAttributes($tempPath, [System.IO.FileAttributes]::Hidden)
     if (-not [bool]$request.resume -or $file.Length -gt $size) {
         $file.SetLength(0)
@@ -147,7 +147,7 @@ try {
         if ($sinceCheck -ge $chunkBytes -or $remaining -eq 0) {
             $sinceCheck = 0
             $file.Flush()
-            Assert-StillAt $file $tempPath $pinned
+            Assert-StillAt $file $path $pinned
             $stop = Get-SessionStop ([string]$request.session_id) $transferKey
             if ($null -ne $stop) {
                 break
@@ -174,7 +174,7 @@ try {
     else {
         # The last moment names are used: the file is still where it was opened, and no link stands in the
         # destination's way now either.
-        Assert-StillAt $file $tempPath $pinned
+        Assert-StillAt $file $path $pinned
         Assert-NoReparsePoint $path $policy.allowed_roots
         $file.Dispose()
         $file = $null

@@ -182,9 +182,9 @@ def reparse_refusal(policy: dict[str, t.Any], path: str, component: str) -> Refu
     if root is not None and (root.rstrip("\\").lower() + "\\").startswith(component.lower() + "\\"):
         return Refusal("reparse_point", f"The allowed folder '{root}' is not a real folder: '{component}' is a "
                                         "junction, symbolic link or mount point (policy FileTransferAllowedRoots). "
-                                        "File transfers do not follow links.")
+                                        "File transfers never follow links.")
     return Refusal("reparse_point", f"'{path}' goes through '{component}', a junction, symbolic link or mount point: "
-                                    "file transfers do not follow links; give the real folder's path.")
+                                    "file transfers never follow links.")
 
 
 def final_path(device: Device, handle: t.BinaryIO) -> str | None:

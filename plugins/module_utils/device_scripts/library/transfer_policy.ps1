@@ -204,9 +204,9 @@ function Assert-NoReparsePoint([string]$Path, $Roots) {
         if (($attributes -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
             $root = Get-RootOf $Path $Roots
             if ($null -ne $root -and ($root.TrimEnd('\') + '\').StartsWith($walked + '\', [System.StringComparison]::OrdinalIgnoreCase)) {
-                throw (New-Refusal 'reparse_point' ("The allowed folder '{0}' is not a real folder: '{1}' is a junction, symbolic link or mount point (policy FileTransferAllowedRoots). File transfers do not follow links." -f $root, $walked))
+                throw (New-Refusal 'reparse_point' ("The allowed folder '{0}' is not a real folder: '{1}' is a junction, symbolic link or mount point (policy FileTransferAllowedRoots). File transfers never follow links." -f $root, $walked))
             }
-            throw (New-Refusal 'reparse_point' ("'{0}' goes through '{1}', a junction, symbolic link or mount point: file transfers do not follow links; give the real folder's path." -f $Path, $walked))
+            throw (New-Refusal 'reparse_point' ("'{0}' goes through '{1}', a junction, symbolic link or mount point: file transfers never follow links." -f $Path, $walked))
         }
         if (($attributes -band [System.IO.FileAttributes]::Directory) -eq 0) {
             return

@@ -75,8 +75,11 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         temp = ntpath.join(parent, f"~rs-{request['transfer_id']}.partial")
         transfers.check_access(device, temp)  # creating it in a folder whose ACL denies us
         parent_host = transfers.host_path(device, parent)
-        if parent_host.exists() and not parent_host.is_dir():
-            raise Refusal("exists", f"Cannot create \"{parent}\" because a file or directory with the same name "
+        # Directory.CreateDirectory meets a file where a folder of the path should be: the nearest that exists.
+        nearest = next((p for p in (parent_host, *parent_host.parents) if p.exists()), parent_host)
+        if not nearest.is_dir():
+            name = transfers.drives.windows_path_of(device.file_root, nearest) or parent
+            raise Refusal("exists", f"Cannot create \"{name}\" because a file or directory with the same name "
                                     "already exists.")
         parent_host.mkdir(parents=True, exist_ok=True)
         if transfers.host_path(device, path).is_file():
@@ -84,7 +87,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             transfers.check_not_locked(device, path)
         temp_host = transfers.host_path(device, temp)
         handle = open(temp_host, "r+b" if temp_host.is_file() else "w+b")
-        pinned = transfers.check_opened(device, policy, temp, handle)
+        pinned = transfers.check_opened(device, policy, path, handle)
         if not request["resume"] or os.fstat(handle.fileno()).st_size > size:
             handle.truncate(0)
         kept = os.fstat(handle.fileno()).st_size
@@ -125,7 +128,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             if since_check >= chunk or remaining == 0:
                 since_check = 0
                 handle.flush()
-                transfers.check_still_at(device, temp, handle, pinned)
+                transfers.check_still_at(device, path, handle, pinned)
                 stop = transfers.session_stop(device, request["session_id"], transfer_key)
                 if stop is not None:
                     break
@@ -144,7 +147,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         else:
             # The last moment the names are used: the file is still where it was opened, and no link stands in the
             # destination's way now either.
-            transfers.check_still_at(device, temp, handle, pinned)
+            transfers.check_still_at(device, path, handle, pinned)
             transfers.check_no_reparse_point(device, policy, path)
             handle.close()
             handle = None

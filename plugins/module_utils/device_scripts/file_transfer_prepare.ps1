@@ -90,11 +90,16 @@ function Get-FileState([string]$Path, $HashIfSize, $Roots) {
     return $state
 }
 
-function Assert-Writable([string]$Path) {
+function Assert-Writable([string]$Path, $Roots) {
     # Opening an existing destination for writing, sharing nothing, changes nothing but says now what renaming the
     # transferred file over it would meet at the end: a program holding it open, a read-only file, an ACL.
     $stream = [System.IO.File]::Open($Path, 'Open', 'ReadWrite', 'None')
-    $stream.Dispose()
+    try {
+        [void](Assert-OpenedUnderRoot $stream $Path $Roots)
+    }
+    finally {
+        $stream.Dispose()
+    }
 }
 
 function Assert-Readable([string]$Path, $Roots) {
@@ -163,7 +168,7 @@ try {
             throw (New-Refusal 'disk_full' ('There is not enough space on the disk: {0} bytes are needed and {1} bytes are free on {2}.' -f $needed, $result.free_space_bytes, [System.IO.Path]::GetPathRoot($path)))
         }
         if ($result.file.exists) {
-            Assert-Writable $path
+            Assert-Writable $path $policy.allowed_roots
         }
     }
     else {

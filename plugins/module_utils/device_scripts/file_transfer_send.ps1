@@ -209,11 +209,20 @@ catch {
 }
 
 if ($null -ne $file) {
-    if ($null -ne $tempPath -and -not $keepTemp) {
-        # Through the handle: its name may lead through a link by now.
-        [RemoteSupport.FileHandle]::DeleteOnClose($file.SafeFileHandle)
+    try {
+        if ($null -ne $tempPath -and -not $keepTemp) {
+            # Through the handle: its name may lead through a link by now.
+            [RemoteSupport.FileHandle]::DeleteOnClose($file.SafeFileHandle)
+        }
     }
-    $file.Dispose()
+    catch {
+        # The result already says why the transfer failed; a temporary file left is taken up or replaced by the
+        # next run of the same transfer.
+        $keepTemp = $true
+    }
+    finally {
+        $file.Dispose()
+    }
 }
 elseif ($null -ne $tempPath -and -not $keepTemp -and [System.IO.File]::Exists($tempPath)) {
     # Closed before the rename, which failed: its name was checked at that moment.

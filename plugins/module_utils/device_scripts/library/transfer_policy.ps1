@@ -153,7 +153,8 @@ foreach ($port in @('COM', 'LPT')) {
 function Assert-PathForm([string]$Path) {
     # What the text of a path may not be, before Windows makes anything of it; each refusal names its rule.
     $text = $Path.Replace('/', '\')
-    if ($text.StartsWith('\\?\') -or $text.StartsWith('\\.\') -or $text.StartsWith('\??\')) {
+    # \\?\, \\.\ and the NT form \??\ (the last written as a pattern: two question marks read as PowerShell 7 syntax).
+    if ($text -match '^\\\\[.?]\\' -or $text -match '^\\\?\?\\') {
         throw (New-Refusal 'device_path' ("'{0}' is written in the Windows device namespace (\\?\ or \\.\): file transfers take ordinary paths only, such as C:\Users\name\file.txt." -f $Path))
     }
     if ($text -match '^[A-Za-z]:\\') {
@@ -201,14 +202,14 @@ function Assert-NoReparsePoint([string]$Path, $Roots) {
         catch [System.IO.FileNotFoundException], [System.IO.DirectoryNotFoundException] {
             return
         }
-        if (($attributes -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
+        if ([int]($attributes -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
             $root = Get-RootOf $Path $Roots
             if ($null -ne $root -and ($root.TrimEnd('\') + '\').StartsWith($walked + '\', [System.StringComparison]::OrdinalIgnoreCase)) {
                 throw (New-Refusal 'reparse_point' ("The allowed folder '{0}' is not a real folder: '{1}' is a junction, symbolic link or mount point (policy FileTransferAllowedRoots). File transfers never follow links." -f $root, $walked))
             }
             throw (New-Refusal 'reparse_point' ("'{0}' goes through '{1}', a junction, symbolic link or mount point: file transfers never follow links." -f $Path, $walked))
         }
-        if (($attributes -band [System.IO.FileAttributes]::Directory) -eq 0) {
+        if ([int]($attributes -band [System.IO.FileAttributes]::Directory) -eq 0) {
             return
         }
     }

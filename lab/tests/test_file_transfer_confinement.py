@@ -196,6 +196,15 @@ def test_a_reserved_file_name_in_a_folder_destination_is_refused(lab, device):
     assert refusal["code"] == "reserved_name"
 
 
+def test_short_names_lead_where_windows_leads_them(lab, device):
+    assert drives.short_names(["All Users", "Default User", "Public", "ToWindows", "ToWindows2", "a.b.c.txt"]) == {
+        "All Users": "ALLUSE~1", "Default User": "DEFAUL~1", "ToWindows": "TOWIND~1", "ToWindows2": "TOWIND~2",
+        "a.b.c.txt": "ABC~1.TXT"}
+    lab.control.write_file(device["name"], "C:\\ProgramData\\short.txt", b"behind All Users")
+    refusal = prepare(lab, device, direction="from_device", path="C:\\Users\\ALLUSE~1\\short.txt")["refusal"]
+    assert refusal["code"] == "reparse_point" and "'C:\\Users\\ALLUSE~1'" in refusal["message"]
+
+
 # --- a folder replaced by a link while the transfer runs ---------------------------------------------------------------
 
 def test_a_folder_swapped_for_a_junction_mid_send_stops_the_transfer(lab, device):
@@ -251,7 +260,7 @@ def test_a_folder_swapped_for_a_junction_mid_receive_stops_the_transfer(lab, dev
 
 ROOT = PUBLIC + "\\Allowed"
 NAMES = ["ToWindows", "ToAllowedSub", "sub", "..", ".", "All Users", "file.bin", "Windows", "Temp", "Allowed",
-         "ALLOWE~1", "ProgramData", "x.bin:s", "NUL", "com1.bin"]
+         "ALLOWE~1", "TOWIND~1", "ALLUSE~1", "PROGRA~1", "ProgramData", "x.bin:s", "NUL", "com1.bin"]
 # In the allowed folder most often: that is where a path has to be written to slip past the text check.
 PREFIXES = ["C:\\Users\\Public\\Allowed\\"] * 4 + ["c:/users/public/allowed/", "C:\\Users\\Public\\Allowed\\..\\",
             "C:\\", "C:\\Users\\", "\\\\?\\C:\\Users\\Public\\Allowed\\", "\\\\.\\C:\\Users\\Public\\Allowed\\"]
@@ -287,14 +296,14 @@ def resolves_to(lab: t.Any, entry: dict[str, t.Any], windows_path: str) -> str |
     root = file_root(lab, entry)
     host = root / windows_path[0].upper()
     for part in [p for p in windows_path[3:].split("\\") if p]:
-        match = next((n for n in os.listdir(host) if n.casefold() == part.casefold()), part) if host.is_dir() else part
-        host = host / match
+        host = host / ((drives.match_entry(host, part) if host.is_dir() else None) or part)
     return drives.windows_path_of(root, host)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=device_paths(), direction=st.sampled_from(["to_device", "from_device"]))
 @example(path=ROOT + "\\ToWindows\\file.bin", direction="from_device")
+@example(path=ROOT + "\\TOWIND~1\\file.bin", direction="from_device")  # the short name of the link
 @example(path=ROOT + "\\toallowedsub\\FILE.BIN. ", direction="to_device")
 @example(path=ROOT + "\\..\\..\\All Users\\file.bin", direction="from_device")
 @example(path=ROOT + "\\file.bin\\ToWindows\\x.bin", direction="to_device")  # a file where a folder should be

@@ -168,11 +168,11 @@ error_code:
       expired or replaced mid-way), C(connection_lost), C(unreachable), C(path_not_allowed), C(too_large),
       C(disk_full), C(access_denied), C(in_use), C(name_too_long), C(invalid_path), C(is_directory), C(not_found),
       C(exists), C(hash_mismatch), C(source_changed), C(interrupted), C(local_error), C(script).
-    - Confinement on the device: C(reparse_point) (a junction, symbolic link or mount point on the way, or an allowed
-      folder that is one), C(path_changed) (the file opened, or a folder on its way, moved or was replaced by a link),
-      C(device_path), C(alternate_stream), C(reserved_name).
-    - On the controller: C(dest_is_link) (the destination is a symbolic link), C(invalid_option) (an option carries a
-      control character).
+    - Confinement on the device gives C(reparse_point) (a junction, symbolic link or mount point on the way, or an
+      allowed folder that is one), C(path_changed) (the file opened, or a folder on its way, moved or was replaced by a
+      link), C(device_path), C(alternate_stream) and C(reserved_name).
+    - On the controller, C(dest_is_link) (the destination is a symbolic link) and C(invalid_option) (an option carries
+      a control character).
   returned: always
   type: str
 transfer:

@@ -8,12 +8,16 @@ the lab never follows it out of the tree.
 
 Every device has the junctions Windows creates itself (`BUILTIN_JUNCTIONS`, and `PROFILE_JUNCTIONS` in every
 profile), so `C:\\Users\\All Users` is `C:\\ProgramData` in the lab as it is on Windows.
+
+Names compare case-insensitively, and a name that is not 8.3 also answers to its short name (`short_names`), as on an
+NTFS system volume, where short names are on by default.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 # Junctions every Windows (Vista and later) has, link -> target, for compatibility with XP-era paths.
 BUILTIN_JUNCTIONS = (
@@ -97,3 +101,44 @@ def windows_path_of(file_root: pathlib.Path, host: str | os.PathLike[str]) -> st
 def link_stays_inside(file_root: pathlib.Path, link: pathlib.Path) -> bool:
     """Whether a link of the device's tree lands inside the device's drives (else it is dangling on the device)."""
     return windows_path_of(file_root, link) is not None
+
+
+_SHORT_INVALID = re.compile(r'[^A-Z0-9!#$%&\'()@^_`{}~-]')
+
+
+def _is_short(name: str) -> bool:
+    base, dot, extension = name.partition(".")
+    return (0 < len(base) <= 8 and len(extension) <= 3 and "." not in extension and
+            not _SHORT_INVALID.search((base + extension).upper()))
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """The 8.3 names Windows gives the entries of one folder that need one: the first six usable characters of the
+    name, ~N, and the first three of its extension, N counting the names that share that start. Windows numbers
+    them in the order the entries were created (and hashes after ~4); the lab counts in name order."""
+    taken: dict[str, int] = {}
+    result: dict[str, str] = {}
+    for name in sorted(names, key=str.casefold):
+        if _is_short(name):
+            continue
+        stem, _, extension = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+        base = _SHORT_INVALID.sub("_", stem.upper().replace(" ", "").replace(".", ""))[:6] or "_"
+        suffix = _SHORT_INVALID.sub("_", extension.upper().replace(" ", ""))[:3]
+        key = base + "." + suffix
+        taken[key] = taken.get(key, 0) + 1
+        result[name] = f"{base}~{taken[key]}" + (f".{suffix}" if suffix else "")
+    return result
+
+
+def match_entry(folder: pathlib.Path, part: str) -> str | None:
+    """The entry of a host folder that a Windows name component means: the same name in any case, or the entry
+    whose short name it is; None when there is none."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    folded = part.casefold()
+    exact = next((name for name in names if name.casefold() == folded), None)
+    if exact is not None or "~" not in part:
+        return exact
+    return next((name for name, short in short_names(names).items() if short.casefold() == folded), None)

@@ -1,7 +1,7 @@
 """File transfers as a device does them, for the emulations of file_transfer_prepare.ps1, file_transfer_send.ps1 and
 file_transfer_receive.ps1 (emulation/scripts/): Windows paths as .NET Framework's Path.GetFullPath makes them, the
-device's drives (Device.windows_path, compared case-insensitively as NTFS does, with reparse points as drives.py
-models them), the confinement rules of the library transfer_policy (what a path is, not how it reads: no device
+device's drives (Device.windows_path, names compared case-insensitively and short names as NTFS has them, with
+reparse points as drives.py models them), the confinement rules of the library transfer_policy (what a path is, not how it reads: no device
 namespace, stream or reserved name, no reparse point on the way, and the opened handle's final path under an allowed
 root), the transfer policy, ACLs that deny
 the WinRM account and files other programs hold open (Device.denied_paths, Device.locked_files), free space
@@ -168,8 +168,7 @@ def check_no_reparse_point(device: Device, policy: dict[str, t.Any], path: str) 
         walked += "\\" + part
         if not current.is_dir() or os.path.islink(current):
             return
-        folded = part.casefold()
-        match = next((name for name in os.listdir(current) if name.casefold() == folded), None)
+        match = drives.match_entry(current, part)
         if match is None:
             return  # the rest does not exist yet
         current = current / match
@@ -215,17 +214,15 @@ def check_still_at(device: Device, path: str, handle: t.BinaryIO, pinned: str) -
 
 
 def host_path(device: Device, path: str) -> pathlib.Path:
-    """Where the lab keeps a full Windows path of `device`. Names compare case-insensitively, as NTFS compares them."""
+    """Where the lab keeps a full Windows path of `device`. Names compare case-insensitively and answer to their short
+    names, as on NTFS."""
     if path.startswith("\\\\"):
         raise Refusal("not_found", "The network path was not found.")
     if device.file_root is None:
         raise Refusal("not_found", "The device is not ready.")
     current = device.windows_path(path[:3])
     for part in [p for p in path[3:].split("\\") if p]:
-        match = None
-        if current.is_dir():
-            folded = part.casefold()
-            match = next((name for name in os.listdir(current) if name.casefold() == folded), None)
+        match = drives.match_entry(current, part) if current.is_dir() else None
         current = current / (match or part)
         if os.path.islink(current) and not drives.link_stays_inside(device.file_root, current):
             # A link out of the device's drives is dangling on the device: the lab never follows it out.

@@ -19,8 +19,9 @@ into place only once the hashes agree. A run that loses its connection leaves th
 of the same transfer (same direction, device path, controller and local path) resumes after the bytes both sides
 still agree on. On the controller the destination folder may be shared with other users: the temporary file is
 created exclusively under a name nobody can guess, never through a link, and an earlier run's file is taken up again
-only when it is a regular file of this user's that nobody else may read (see `own_partial`). Between chunks the device checks the session itself, so deauthorization or expiry stops a transfer
-mid-way: the temporary file is deleted and the device writes the audit entry.
+only when it is a regular file of this user's that nobody else may read (see `own_partial`). Between chunks the
+device checks the session itself, so deauthorization or expiry stops a transfer mid-way: the temporary file is
+deleted and the device writes the audit entry.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ description:
   - Confinement is by what a device path is, not how it reads. A path that passes through a junction, symbolic link
     or mount point (Windows' own C(C:\Users\All Users), or one a user planted) is refused in both directions, and so
     are the device namespace (C(\\?\), C(\\.\)), alternate data streams and names Windows reserves for devices
-    (C(CON), C(NUL), C(COM1)...), each with its own O(error_code). The device checks again on the file it opened, so
+    (C(CON), C(NUL), C(COM1)...), each with its own RV(error_code). The device checks again on the file it opened, so
     a link swapped in while the transfer runs stops it. See the collection's C(docs/file-transfer.md).
   - On the controller, O(direction=from_device) writes to a temporary file created exclusively under an
     unpredictable name, never through a symbolic link; a destination that is a symbolic link is refused, and a

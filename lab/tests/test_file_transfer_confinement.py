@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from lab_fixtures import base_address, start_lab
 from test_file_transfer_scripts import CHUNK, POLICY_KEY, Stream, authorize, partials, prepare, send_input
 from winrm_lab import drives
+from winrm_lab.control import ControlError
 
 PUBLIC = "C:\\Users\\Public"
 INNOCENT = "C:\\Windows\\System32\\config\\innocent.bin"  # what a planted link would expose or overwrite
@@ -101,6 +102,17 @@ def test_a_link_out_of_the_devices_drives_is_dangling_on_the_device(lab, device,
         assert result["outcome"] == "failed" and result["error"]["code"] == "reparse_point" and body == b""
     finally:
         link.unlink()
+
+
+def test_planting_a_link_is_validated(lab, device):
+    lab.control.write_file(device["name"], PUBLIC + "\\Busy\\x.txt", b"x")
+    for body in ({"path": PUBLIC + "\\Busy", "target": "C:\\Windows"},  # something is there: say what to do
+                 {"path": PUBLIC + "\\Other", "target": "C:\\Windows", "move_existing_to": PUBLIC + "\\Moved"},
+                 {"path": "relative", "target": "C:\\Windows"}, {"path": PUBLIC + "\\L", "target": "C:\\W", "x": 1}):
+        with pytest.raises(ControlError) as error:
+            lab.control.request("POST", f"/devices/{device['name']}/links", body)
+        assert error.value.status == 400
+    assert lab.control.read_file(device["name"], PUBLIC + "\\Busy\\x.txt") == b"x"
 
 
 # --- planted links, both directions ---------------------------------------------------------------------------------
@@ -300,7 +312,7 @@ def resolves_to(lab: t.Any, entry: dict[str, t.Any], windows_path: str) -> str |
     return drives.windows_path_of(root, host)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=device_paths(), direction=st.sampled_from(["to_device", "from_device"]))
 @example(path=ROOT + "\\ToWindows\\file.bin", direction="from_device")
 @example(path=ROOT + "\\TOWIND~1\\file.bin", direction="from_device")  # the short name of the link

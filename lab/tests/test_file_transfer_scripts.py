@@ -340,7 +340,7 @@ def test_names_compare_as_windows_compares_them(lab, device):
 @pytest.mark.parametrize("scene,changes,code,words", [
     ({}, {"path": "C:\\Windows\\System32\\drivers\\etc\\hosts"}, "path_not_allowed", "FileTransferAllowedRoots"),
     ({}, {"path": "C:\\Users\\..\\Windows\\x.bin"}, "path_not_allowed", "'C:\\Windows\\x.bin'"),
-    ({}, {"path": "C:\\Users\\Public\\CON"}, "path_not_allowed", "\\\\.\\CON"),
+    ({}, {"path": "C:\\Users\\Public\\CON"}, "reserved_name", "a name Windows reserves for a device"),
     ({}, {"path": "relative\\x.bin"}, "invalid_path", "not an absolute Windows path"),
     ({}, {"path": "C:\\Users\\a<b.txt"}, "invalid_path", "Illegal characters in path."),
     ({}, {"path": "C:\\Users\\" + "d" * 240 + "\\x.bin"}, "name_too_long", "less than 260 characters"),

@@ -26,6 +26,10 @@ class ActionModule(DeviceAction):
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         if args["idle_after"] <= 0:
             return {"failed": True, "msg": f"idle_after must be a positive number of seconds, not {args['idle_after']}"}
+        refused = file_transfer.option_error(args)  # before any path is looked at, here or on the device
+        if refused is not None:
+            return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {refused}",
+                    "error_code": "invalid_option"}
         options = dict(args, requested_by=args["requested_by"] or getpass.getuser())
         if args["direction"] == "to_device":
             options["src"] = self._local_source(args["src"])

@@ -17,8 +17,11 @@ One WinRM shell per task, and in it:
 Both ends compute SHA-256 as the bytes pass; the destination is written to a temporary name beside it and renamed
 into place only once the hashes agree. A run that loses its connection leaves that temporary file, and the next run
 of the same transfer (same direction, device path, controller and local path) resumes after the bytes both sides
-still agree on. Between chunks the device checks the session itself, so deauthorization or expiry stops a transfer
-mid-way: the temporary file is deleted and the device writes the audit entry.
+still agree on. On the controller the destination folder may be shared with other users: the temporary file is
+created exclusively under a name nobody can guess, never through a link, and an earlier run's file is taken up again
+only when it is a regular file of this user's that nobody else may read (see `own_partial`). Between chunks the
+device checks the session itself, so deauthorization or expiry stops a transfer mid-way: the temporary file is
+deleted and the device writes the audit entry.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ import json
 import ntpath
 import os
 import queue
+import re
+import secrets
 import shutil
+import stat
 import threading
 import typing as t
 
@@ -87,7 +93,87 @@ HINTS = {
     "interrupted": "Run the task again: it resumes after the last verified byte.",
     "hash_mismatch": "Nothing was written; run the task again.",
     "source_changed": "The file changed while it was read; run the task again once it is no longer being written.",
+    "alternate_stream": "Give the file's own path, without a ':stream' part.",
+    "reserved_name": "Choose another file or folder name.",
+    "reparse_point": "Give the real folder's own path, inside the folders the device's policy allows.",
+    "path_changed": "Check that folder on the device (someone moved it or put a link in its place) and run the task "
+                    "again.",
 }
+
+
+# Control characters (NUL included) have no place in a path or a requester's name: refused before anything starts.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+# The controller's temporary files: PARTIAL_PREFIX + transfer id + "-" + a random part + ".partial".
+PARTIAL_PREFIX = ".~rs-"
+
+
+def option_error(options: t.Mapping[str, t.Any]) -> str | None:
+    """What is wrong with an option that carries a control character, or None."""
+    for name in sorted(options):
+        value = options[name]
+        found = CONTROL_CHARACTER.search(value) if isinstance(value, str) else None
+        if found is not None:
+            what = "a NUL byte" if found.group() == "\x00" else f"the control character {found.group()!r}"
+            return (f"The option {name} contains {what} at position {found.start()}: no path or name may carry one. "
+                    "Nothing was transferred; remove it and run the task again.")
+    return None
+
+
+def own_partial(folder: str, identity: str) -> str | None:
+    """The temporary file an interrupted run of this transfer left in `folder`, if it is one this user can trust: a
+    regular file (not a link), owned by this user, readable by nobody else, with no other name (hard link). Anything
+    else with a matching name was not made by this collection and is left alone."""
+    prefix = f"{PARTIAL_PREFIX}{identity}-"
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".partial"):
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if _trusted(info):
+                return path
+    return None
+
+
+def _trusted(info: os.stat_result) -> bool:
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and info.st_nlink == 1
+            and not info.st_mode & 0o077)
+
+
+def open_partial(folder: str, identity: str, existing: str | None) -> tuple[str, t.BinaryIO]:
+    """Opens `existing` (own_partial's answer) again without following a link and checks it is still that file, or
+    creates a new temporary file exclusively (O_EXCL | O_NOFOLLOW, mode 0600, an unpredictable name)."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if existing is not None:
+        try:
+            descriptor = os.open(existing, flags)
+        except OSError:
+            descriptor = None
+        if descriptor is not None:
+            if _trusted(os.fstat(descriptor)):
+                return existing, os.fdopen(descriptor, "r+b")
+            os.close(descriptor)
+    path = os.path.join(folder, f"{PARTIAL_PREFIX}{identity}-{secrets.token_hex(16)}.partial")
+    return path, os.fdopen(os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), "r+b")
+
+
+def new_file_mode() -> int:
+    """The mode a file created now gets (0666 less the umask), read without changing the umask where Linux says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 class TransferFailed(Exception):
@@ -113,16 +199,21 @@ def transfer_id(direction: str, device_path: str, controller_host: str, local_pa
 
 def file_sha256(path: str, limit: int | None = None) -> hashlib._Hash:
     """The SHA-256 of a local file's first `limit` bytes (all of it when None), read a block at a time."""
+    with open(path, "rb") as handle:
+        return _sha256_of(handle, limit)
+
+
+def _sha256_of(handle: t.BinaryIO, limit: int | None = None) -> hashlib._Hash:
     digest = hashlib.sha256()
     left = limit
-    with open(path, "rb") as handle:
-        while left is None or left > 0:
-            block = handle.read(READ_BYTES if left is None else min(READ_BYTES, left))
-            if not block:
-                break
-            digest.update(block)
-            if left is not None:
-                left -= len(block)
+    handle.seek(0)
+    while left is None or left > 0:
+        block = handle.read(READ_BYTES if left is None else min(READ_BYTES, left))
+        if not block:
+            break
+        digest.update(block)
+        if left is not None:
+            left -= len(block)
     return digest
 
 
@@ -395,6 +486,7 @@ class FileTransferTask:
         self.stderr = b""
         self.last_output: float | None = None
         self.streaming = False  # from_device: the controller's temporary file is being written
+        self.partial: str | None = None  # from_device: the controller's temporary file, once opened
 
     # --- the decision ----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, t.Any]:
@@ -533,8 +625,12 @@ class FileTransferTask:
         if self.dest.endswith(("/", os.sep)) or os.path.isdir(dest):
             dest = os.path.join(dest, device_name)
         self.dest = dest
+        if os.path.islink(dest):
+            # Whoever made it, following it would write wherever it points, and replacing it would undo their link.
+            raise TransferFailed("dest_is_link", f"'{dest}' on the controller is a symbolic link; it is neither "
+                                                 "followed nor replaced. Remove it, or choose another destination.")
         identity = transfer_id(self.direction, src, self.controller_host, dest)
-        local = os.stat(dest) if os.path.isfile(dest) else None
+        local = os.lstat(dest) if os.path.isfile(dest) else None
         prepared = self.prepare({"direction": self.direction, "path": src, "file_name": None, "size": None,
                                  "hash_if_size": None if local is None else local.st_size, "transfer_id": identity})
         self.src = prepared["path"] or src
@@ -551,8 +647,9 @@ class FileTransferTask:
             return self.kept(local_file)
         if os.path.isdir(dest):
             raise TransferFailed("is_directory", f"'{dest}' on the controller is a folder.")
-        temp = os.path.join(os.path.dirname(dest), f".~rs-{identity}.partial")
-        kept = os.path.getsize(temp) if os.path.isfile(temp) else 0
+        folder = os.path.dirname(dest)
+        earlier = own_partial(folder, identity)
+        kept = os.lstat(earlier).st_size if earlier is not None else 0
         if self.check_mode:
             resume = f", resuming after the {kept} bytes an interrupted run left" if kept else ""
             return self.would(f"Would receive {self.src} ({_size_text(size)}) from {self.workstation} into "
@@ -567,27 +664,32 @@ class FileTransferTask:
             "chunk_bytes": chunk, "destination": f"{self.controller_host}:{dest}",
             "requested_by": self.options["requested_by"],
         }, envelope)
+        # The destination keeps its mode when it is replaced; a new one gets what any new file gets.
+        mode = stat.S_IMODE(local.st_mode) if local is not None else new_file_mode()
         try:
-            result, sha = self.stream_from_device(command, temp, size)
+            result, sha = self.stream_from_device(command, (folder, identity, earlier), size, mode)
         except DeviceError as error:
             command.terminate()
             raise self.connection_lost(error) from None
         except OSError as error:
             command.terminate()
-            raise TransferFailed("local_error", f"Writing {temp} on the controller failed: {error}") from None
+            raise TransferFailed("local_error", f"Writing {self.partial or folder} on the controller failed: "
+                                                f"{error}") from None
+        temp = self.partial
         if result["outcome"] == "completed":
             if sha != result["sha256"] or self.resumed_from + self.bytes_transferred != result["size"]:
                 _remove(temp)
                 raise TransferFailed("hash_mismatch", f"What arrived (SHA-256 {sha}) is not what the device read "
                                                       f"(SHA-256 {result['sha256']}). {HINTS['hash_mismatch']}")
             os.replace(temp, dest)  # atomic on one file system: the destination is never partial
-        elif self.streaming and (result["error"] or {}).get("code") != "interrupted":
+        elif temp is not None and self.streaming and (result["error"] or {}).get("code") != "interrupted":
             # Stopped or failed mid-way: nothing partial stays. A refusal before the first frame keeps what an
             # earlier, interrupted run left for the next one.
             _remove(temp)
         return self.finish(result, local_file, local_sha=sha)
 
-    def stream_from_device(self, command: t.Any, temp: str, size: int) -> tuple[dict[str, t.Any], str | None]:
+    def stream_from_device(self, command: t.Any, partial: tuple[str, str, str | None], size: int,
+                           mode: int) -> tuple[dict[str, t.Any], str | None]:
         holder: dict[str, t.Any] = {}
 
         def on_data(data: memoryview) -> None:
@@ -602,17 +704,19 @@ class FileTransferTask:
         size = ready["size"]
         self.size = size
         kept = ready["offset"]
-        digest = hashlib.sha256()
-        start = 0
-        if kept and os.path.isfile(temp) and os.path.getsize(temp) >= kept:
-            prefix = file_sha256(temp, kept)
-            if prefix.hexdigest() == ready["prefix_sha256"]:
-                start, digest = kept, prefix
-        self.resumed_from = start
-        holder["digest"] = digest
-        report = Progress(self.progress, self.monotonic, f"{self.workstation}: receiving {ntpath.basename(self.src)}",
-                          size)
-        with open(temp, "r+b" if start else "wb") as handle:
+        folder, identity, earlier = partial
+        self.partial, handle = open_partial(folder, identity, earlier)
+        with handle:
+            digest = hashlib.sha256()
+            start = 0
+            if kept and os.fstat(handle.fileno()).st_size >= kept:
+                prefix = _sha256_of(handle, kept)
+                if prefix.hexdigest() == ready["prefix_sha256"]:
+                    start, digest = kept, prefix
+            self.resumed_from = start
+            holder["digest"] = digest
+            report = Progress(self.progress, self.monotonic,
+                              f"{self.workstation}: receiving {ntpath.basename(self.src)}", size)
             handle.seek(start)
             handle.truncate()
             holder["file"] = handle
@@ -627,6 +731,8 @@ class FileTransferTask:
                     for message in messages:
                         if message["kind"] == "result":
                             handle.flush()
+                            if message["outcome"] == "completed":  # through the handle: the folder may be shared
+                                os.fchmod(handle.fileno(), mode)
                             os.fsync(handle.fileno())
                             return message, digest.hexdigest()
                     if reader.ended and not frames.done:
@@ -827,6 +933,9 @@ def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool, diff
         progress: t.Callable[[str], None], controller_host: str) -> dict[str, t.Any]:
     """The file_transfer task on one device; never raises for a device-side failure."""
     task = None
+    refused = option_error(options)
+    if refused is not None:
+        return {"changed": False, "failed": True, "msg": f"{FAILED}: {refused}", "error_code": "invalid_option"}
     try:
         with client.shell() as shell:
             task = FileTransferTask(shell, options, check_mode=check_mode, diff=diff, controller_now=controller_now,

@@ -29,6 +29,15 @@ description:
     where transfers may read and write on the device (C(FileTransferAllowedRoots), default C(C:\Users), so nothing
     under C(C:\Windows)) and how large a file may be (C(FileTransferMaxSizeBytes), default 4 GiB). Free space is
     checked before anything moves.
+  - Confinement is by what a device path is, not how it reads. A path that passes through a junction, symbolic link
+    or mount point (Windows' own C(C:\Users\All Users), or one a user planted) is refused in both directions, and so
+    are the device namespace (C(\\?\), C(\\.\)), alternate data streams and names Windows reserves for devices
+    (C(CON), C(NUL), C(COM1)...), each with its own RV(error_code). The device checks again on the file it opened, so
+    a link swapped in while the transfer runs stops it. See the collection's C(docs/file-transfer.md).
+  - On the controller, O(direction=from_device) writes to a temporary file created exclusively under an
+    unpredictable name, never through a symbolic link; a destination that is a symbolic link is refused, and a
+    replaced destination keeps its permissions.
+  - An option carrying a NUL byte or another control character is refused before anything starts.
   - Runs on the controller (action plugin).
 author:
   - Remote support maintainers (@remote-support)
@@ -159,6 +168,11 @@ error_code:
       expired or replaced mid-way), C(connection_lost), C(unreachable), C(path_not_allowed), C(too_large),
       C(disk_full), C(access_denied), C(in_use), C(name_too_long), C(invalid_path), C(is_directory), C(not_found),
       C(exists), C(hash_mismatch), C(source_changed), C(interrupted), C(local_error), C(script).
+    - Confinement on the device gives C(reparse_point) (a junction, symbolic link or mount point on the way, or an
+      allowed folder that is one), C(path_changed) (the file opened, or a folder on its way, moved or was replaced by a
+      link), C(device_path), C(alternate_stream) and C(reserved_name).
+    - On the controller, C(dest_is_link) (the destination is a symbolic link) and C(invalid_option) (an option carries
+      a control character).
   returned: always
   type: str
 transfer:

@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import pathlib
 import secrets
 import typing as t
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from .device import Device, Faults, InteractiveUser, WinRMServiceConfig
 from .event_log import LOG_MODES, MINIMUM_MAXIMUM_SIZE_BYTES
-from . import remote_desktop
+from . import drives, remote_desktop
 from .outputs import device_kind
 
 RefreshListeners = t.Callable[[Device], t.Awaitable[t.Any]]
@@ -371,6 +372,9 @@ def write_file(device: Device, path: str | None, data: bytes) -> dict[str, t.Any
 def delete_path(device: Device, path: str | None) -> bool:
     target = _device_path(device, path)
     with device.lock:
+        if target.is_symlink():  # a reparse point: the link goes, its target stays
+            target.unlink()
+            return True
         if target.is_file():
             target.unlink()
             return True
@@ -380,6 +384,26 @@ def delete_path(device: Device, path: str | None) -> bool:
             target.rmdir()
             return True
     return False
+
+
+def plant_link(device: Device, body: t.Any) -> dict[str, t.Any]:
+    """A junction (a link in the device's tree, drives.py) at `path` to `target`, as a local user makes one with
+    mklink /J. With `move_existing_to`, what is at `path` is first renamed there: a folder replaced by a link."""
+    body = _require_object(body)
+    _check_fields(body, ("path", "target", "move_existing_to"))
+    link = _device_path(device, body.get("path"))
+    target = _device_path(device, body.get("target"))
+    moved = body.get("move_existing_to")
+    with device.lock:
+        if moved is not None:
+            aside = _device_path(device, moved)
+            if not os.path.lexists(link) or os.path.lexists(aside):
+                raise BadRequest(f"move_existing_to needs something at {body['path']} and nothing at {moved}")
+            os.rename(link, aside)
+        if os.path.lexists(link):
+            raise BadRequest(f"{body['path']} exists: give move_existing_to to replace it by the link")
+        drives.make_link(link, target)
+    return {"path": body["path"], "target": body["target"], "moved_to": moved}
 
 
 def storage_state(device: Device) -> dict[str, t.Any]:
@@ -564,6 +588,7 @@ class ControlSurface:
             web.patch("/devices/{name}/storage", self.patch_storage),
             web.put("/devices/{name}/files", self.put_file),
             web.delete("/devices/{name}/files", self.delete_file),
+            web.post("/devices/{name}/links", self.post_link),
             web.get("/devices/{name}/registry", self.get_registry),
             web.put("/devices/{name}/registry", self.put_registry),
             web.delete("/devices/{name}/registry", self.delete_registry),
@@ -689,6 +714,9 @@ class ControlSurface:
         if not delete_path(self._device(request), path):
             return web.json_response({"error": f"Cannot find path '{path}' because it does not exist."}, status=404)
         return web.json_response({"deleted": path})
+
+    async def post_link(self, request: web.Request) -> web.Response:
+        return web.json_response(plant_link(self._device(request), await request.json()))
 
     async def get_registry(self, request: web.Request) -> web.Response:
         path = request.query.get("path")
@@ -890,6 +918,12 @@ class ControlClient:
 
     def delete_file(self, name: str, path: str) -> None:
         self.request("DELETE", f"/devices/{self._name(name)}/files", query={"path": path})
+
+    def plant_link(self, name: str, path: str, target: str, move_existing_to: str | None = None) -> dict[str, t.Any]:
+        body = {"path": path, "target": target}
+        if move_existing_to is not None:
+            body["move_existing_to"] = move_existing_to
+        return self.request("POST", f"/devices/{self._name(name)}/links", body)
 
     def registry(self, name: str, path: str) -> dict[str, t.Any]:
         return self.request("GET", f"/devices/{self._name(name)}/registry", query={"path": path})

@@ -18,6 +18,7 @@ import secrets
 import string
 import typing as t
 
+from . import drives
 from .clock import DeviceClock
 from .device import Agent, Device, Hardware, InteractiveUser
 
@@ -445,11 +446,9 @@ def _device(ident: Identity, address: str, http_port: int, https_port: int, acco
 
 
 def prepare_file_systems(fleet: Fleet) -> None:
-    """Creates each device's drive C: with the folders every Windows has and the logged-on user's profile."""
+    """Creates each device's drive C: with the folders and junctions every Windows has and the logged-on user's
+    profile."""
     for device in fleet.devices:
         assert device.file_root is not None
-        for folder in ("Windows/Temp", "ProgramData", "Users/Public"):
-            (device.file_root / "C" / folder).mkdir(parents=True, exist_ok=True)
-        if device.interactive_user is not None:
-            profile = device.interactive_user.name.split("\\")[-1]
-            (device.file_root / "C" / "Users" / profile / "Desktop").mkdir(parents=True, exist_ok=True)
+        profiles = [] if device.interactive_user is None else [device.interactive_user.name.split("\\")[-1]]
+        drives.prepare_drive_c(device.file_root, profiles)

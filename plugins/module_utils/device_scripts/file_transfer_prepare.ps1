@@ -27,10 +27,11 @@ function Resolve-DevicePath([string]$Path) {
     return [System.IO.Path]::GetFullPath($Path)
 }
 
-function Get-FileSha256([string]$Path) {
+function Get-FileSha256([string]$Path, $Roots) {
     # FileShare.Read: a file another program is writing is "in use", as Explorer's copy says too.
     $stream = New-Object -TypeName System.IO.FileStream -ArgumentList $Path, 'Open', 'Read', 'Read', 1048576
     try {
+        [void](Assert-OpenedUnderRoot $stream $Path $Roots)
         $sha = [System.Security.Cryptography.SHA256]::Create()
         try {
             return ConvertTo-Hex $sha.ComputeHash($stream)
@@ -69,7 +70,7 @@ function Get-FreeSpace([string]$Path) {
     }
 }
 
-function Get-FileState([string]$Path, $HashIfSize) {
+function Get-FileState([string]$Path, $HashIfSize, $Roots) {
     $state = [ordered]@{ exists = $false; is_directory = $false; size = $null; sha256 = $null; last_write_time = $null; read_only = $false }
     if ([System.IO.Directory]::Exists($Path)) {
         $state.exists = $true
@@ -85,21 +86,31 @@ function Get-FileState([string]$Path, $HashIfSize) {
     $state.last_write_time = $info.LastWriteTimeUtc.ToString($stampFormat, $invariant)
     $state.read_only = [bool]$info.IsReadOnly
     if ($null -ne $HashIfSize -and [long]$HashIfSize -eq $state.size) {
-        $state.sha256 = Get-FileSha256 $Path
+        $state.sha256 = Get-FileSha256 $Path $Roots
     }
     return $state
 }
 
-function Assert-Writable([string]$Path) {
+function Assert-Writable([string]$Path, $Roots) {
     # Opening an existing destination for writing, sharing nothing, changes nothing but says now what renaming the
     # transferred file over it would meet at the end: a program holding it open, a read-only file, an ACL.
     $stream = [System.IO.File]::Open($Path, 'Open', 'ReadWrite', 'None')
-    $stream.Dispose()
+    try {
+        [void](Assert-OpenedUnderRoot $stream $Path $Roots)
+    }
+    finally {
+        $stream.Dispose()
+    }
 }
 
-function Assert-Readable([string]$Path) {
+function Assert-Readable([string]$Path, $Roots) {
     $stream = New-Object -TypeName System.IO.FileStream -ArgumentList $Path, 'Open', 'Read', 'Read', 4096
-    $stream.Dispose()
+    try {
+        [void](Assert-OpenedUnderRoot $stream $Path $Roots)
+    }
+    finally {
+        $stream.Dispose()
+    }
 }
 
 # --- what the transfer would meet -------------------------------------------------------------------------------------------
@@ -120,20 +131,24 @@ $result = [ordered]@{
 }
 
 try {
+    Assert-PathForm ([string]$request.path)
     $path = Resolve-DevicePath ([string]$request.path)
     if ($direction -eq 'to_device' -and (([string]$request.path).EndsWith('\') -or [System.IO.Directory]::Exists($path))) {
         # A folder as the destination: the file keeps its name inside it.
-        $path = Resolve-DevicePath ([System.IO.Path]::Combine($path, [string]$request.file_name))
+        $joined = [System.IO.Path]::Combine($path, [string]$request.file_name)
+        Assert-PathForm $joined
+        $path = Resolve-DevicePath $joined
     }
     $result.path = $path
-    # Before anything is read: a file outside the allowed folders is not even looked at.
+    # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
     if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
         throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
     }
+    Assert-NoReparsePoint $path $policy.allowed_roots
     $parent = [System.IO.Path]::GetDirectoryName($path)
     $result.parent_exists = ($null -ne $parent -and [System.IO.Directory]::Exists($parent))
     $result.free_space_bytes = Get-FreeSpace $path
-    $result.file = Get-FileState $path $request.hash_if_size
+    $result.file = Get-FileState $path $request.hash_if_size $policy.allowed_roots
     if ($direction -eq 'to_device') {
         if ($result.file.is_directory) {
             throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
@@ -154,7 +169,7 @@ try {
             throw (New-Refusal 'disk_full' ('There is not enough space on the disk: {0} bytes are needed and {1} bytes are free on {2}.' -f $needed, $result.free_space_bytes, [System.IO.Path]::GetPathRoot($path)))
         }
         if ($result.file.exists) {
-            Assert-Writable $path
+            Assert-Writable $path $policy.allowed_roots
         }
     }
     else {
@@ -167,7 +182,7 @@ try {
         if ($result.file.size -gt $policy.max_size_bytes) {
             throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $result.file.size, $policy.max_size_bytes))
         }
-        Assert-Readable $path
+        Assert-Readable $path $policy.allowed_roots
     }
 }
 catch {

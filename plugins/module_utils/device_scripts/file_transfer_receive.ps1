@@ -12,7 +12,9 @@
 #
 # A refusal before the first frame is answered with the result line alone. The source is opened sharing only
 # reading, so nobody changes it while it is read (a file another program is writing is "in use", as Explorer's copy
-# says), and its size and last write time are compared at the end as well. After every frame the transfer checks
+# says), and its size and last write time, read through the handle, are compared at the end as well. Neither the
+# source nor any folder on its way may be a junction, symbolic link or mount point, and the opened handle's final
+# path must lie under an allowed root and stay there after every frame: a link swapped in after the checks is caught. After every frame the transfer checks
 # that the session still allows it, exactly as file_transfer_send.ps1 does, and stops cleanly when it does not.
 param($InputObject, $InputStream, $OutputStream)
 
@@ -50,12 +52,14 @@ $started = $false
 $framing = $false
 
 try {
+    Assert-PathForm ([string]$request.path)
     $path = [System.IO.Path]::GetFullPath([string]$request.path)
     $result.path = $path
     $policy = Read-TransferPolicy
     if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
         throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
     }
+    Assert-NoReparsePoint $path $policy.allowed_roots
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }
@@ -70,8 +74,9 @@ try {
     $started = $true
 
     $file = New-Object -TypeName System.IO.FileStream -ArgumentList $path, 'Open', 'Read', 'Read', 1048576
+    $pinned = Assert-OpenedUnderRoot $file $path $policy.allowed_roots
     $size = [long]$file.Length
-    $lastWrite = [System.IO.File]::GetLastWriteTimeUtc($path)
+    $lastWrite = [RemoteSupport.FileHandle]::LastWriteTimeUtc($file.SafeFileHandle)
     $result.size = $size
     if ($size -gt $policy.max_size_bytes) {
         throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
@@ -119,6 +124,7 @@ try {
         $OutputStream.Write($frame, 0, $count + 4)
         $remaining -= $count
         $result.bytes_sent += $count
+        Assert-StillAt $file $path $pinned
         $stop = Get-SessionStop ([string]$request.session_id) $transferKey
         if ($null -ne $stop) {
             break
@@ -132,7 +138,8 @@ try {
     else {
         [void]$sha.TransformFinalBlock((New-Object -TypeName byte[] -ArgumentList 0), 0, 0)
         $result.sha256 = ConvertTo-Hex $sha.Hash
-        if ([long](New-Object -TypeName System.IO.FileInfo -ArgumentList $path).Length -ne $size -or [System.IO.File]::GetLastWriteTimeUtc($path) -ne $lastWrite) {
+        Assert-StillAt $file $path $pinned
+        if ([long]$file.Length -ne $size -or [RemoteSupport.FileHandle]::LastWriteTimeUtc($file.SafeFileHandle) -ne $lastWrite) {
             throw (New-Refusal 'source_changed' ("'{0}' changed while it was read." -f $path))
         }
         $result.outcome = 'completed'

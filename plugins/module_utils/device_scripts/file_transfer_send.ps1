@@ -12,7 +12,9 @@
 #   stdout  {"kind":"result", ...}                          last line; the contract's output
 #
 # The file is written to ~rs-<transfer_id>.partial beside the destination and renamed into place only after the
-# hash matches, so the destination is never partial. After every chunk the transfer checks that the session still
+# hash matches, so the destination is never partial. Neither the destination nor any folder on its way may be a
+# junction, symbolic link or mount point; the temporary file's handle must lie under an allowed root once opened and
+# stay where it was opened after every chunk, so a link swapped in after the checks stops the transfer. After every chunk the transfer checks that the session still
 # allows it: authorized, the same session, not past expires_at by this device's clock, and its own registration
 # under HKLM:\SOFTWARE\RemoteSupport\Transfers still there (deauthorizing and expiry remove that key). A stopped
 # transfer deletes its temporary file and writes an audit entry. A connection lost mid-way leaves the temporary file
@@ -56,12 +58,14 @@ $started = $false
 $keepTemp = $false
 
 try {
+    Assert-PathForm ([string]$request.path)
     $path = [System.IO.Path]::GetFullPath([string]$request.path)
     $result.path = $path
     $policy = Read-TransferPolicy
     if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
         throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
     }
+    Assert-NoReparsePoint $path $policy.allowed_roots
     if ($size -gt $policy.max_size_bytes) {
         throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
     }
@@ -82,8 +86,10 @@ try {
         $existing.Dispose()
     }
     $tempPath = [System.IO.Path]::Combine($parent, ('~rs-{0}.partial' -f [string]$request.transfer_id))
-    # OpenOrCreate, not Create: Create cannot open a hidden file, and this one is hidden.
-    $file = New-Object -TypeName System.IO.FileStream -ArgumentList $tempPath, 'OpenOrCreate', 'ReadWrite', 'Read', 1048576
+    # OpenOrCreate, not Create: Create cannot open a hidden file, and this one is hidden. Delete access: a temporary
+    # file that must go is deleted through this handle, never by a name that may lead through a link by then.
+    $file = New-Object -TypeName System.IO.FileStream -ArgumentList $tempPath, 'OpenOrCreate', ([System.Security.AccessControl.FileSystemRights]'Read, Write, Delete, Synchronize'), 'Read', 1048576, 'None'
+    $pinned = Assert-OpenedUnderRoot $file $path $policy.allowed_roots
     [System.IO.File]::SetAttributes($tempPath, [System.IO.FileAttributes]::Hidden)
     if (-not [bool]$request.resume -or $file.Length -gt $size) {
         $file.SetLength(0)
@@ -142,6 +148,7 @@ try {
         if ($sinceCheck -ge $chunkBytes -or $remaining -eq 0) {
             $sinceCheck = 0
             $file.Flush()
+            Assert-StillAt $file $path $pinned
             $stop = Get-SessionStop ([string]$request.session_id) $transferKey
             if ($null -ne $stop) {
                 break
@@ -154,8 +161,6 @@ try {
         [void]$sha.TransformFinalBlock((New-Object -TypeName byte[] -ArgumentList 0), 0, 0)
         $actual = ConvertTo-Hex $sha.Hash
         $result.sha256 = $actual
-        $file.Dispose()
-        $file = $null
         if ($actual -ne $expected) {
             throw (New-Refusal 'hash_mismatch' ('The file arrived with SHA-256 {0}; the controller sent {1}.' -f $actual, $expected))
         }
@@ -168,6 +173,12 @@ try {
         $result.error = [ordered]@{ code = 'session_ended'; message = $stop.message }
     }
     else {
+        # The last moment names are used: the file is still where it was opened, and no link stands in the
+        # destination's way now either.
+        Assert-StillAt $file $path $pinned
+        Assert-NoReparsePoint $path $policy.allowed_roots
+        $file.Dispose()
+        $file = $null
         [System.IO.File]::SetAttributes($tempPath, [System.IO.FileAttributes]::Normal)
         if ([System.IO.File]::Exists($path)) {
             if (-not [bool]$request.overwrite) {
@@ -197,13 +208,25 @@ catch {
     # Data that is complete or may be resumed stays for the next run; anything else is not left behind.
     $keepTemp = ($failure.code -eq 'interrupted' -or $failure.code -eq 'in_use')
 }
-finally {
-    if ($null -ne $file) {
+
+if ($null -ne $file) {
+    try {
+        if ($null -ne $tempPath -and -not $keepTemp) {
+            # Through the handle: its name may lead through a link by now.
+            [RemoteSupport.FileHandle]::DeleteOnClose($file.SafeFileHandle)
+        }
+    }
+    catch {
+        # The result already says why the transfer failed; a temporary file left is taken up or replaced by the
+        # next run of the same transfer.
+        $keepTemp = $true
+    }
+    finally {
         $file.Dispose()
     }
 }
-
-if ($null -ne $tempPath -and -not $keepTemp -and [System.IO.File]::Exists($tempPath)) {
+elseif ($null -ne $tempPath -and -not $keepTemp -and [System.IO.File]::Exists($tempPath)) {
+    # Closed before the rename, which failed: its name was checked at that moment.
     Remove-Item -LiteralPath $tempPath -Force
 }
 if ($started) {

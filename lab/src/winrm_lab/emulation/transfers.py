@@ -1,6 +1,9 @@
 """File transfers as a device does them, for the emulations of file_transfer_prepare.ps1, file_transfer_send.ps1 and
 file_transfer_receive.ps1 (emulation/scripts/): Windows paths as .NET Framework's Path.GetFullPath makes them, the
-device's drives (Device.windows_path, compared case-insensitively as NTFS does), the transfer policy, ACLs that deny
+device's drives (Device.windows_path, names compared case-insensitively and short names as NTFS has them, with
+reparse points as drives.py models them), the confinement rules of the library transfer_policy (what a path is, not how it reads: no device
+namespace, stream or reserved name, no reparse point on the way, and the opened handle's final path under an allowed
+root), the transfer policy, ACLs that deny
 the WinRM account and files other programs hold open (Device.denied_paths, Device.locked_files), free space
 (Device.free_space_bytes), the session check every chunk makes, the registration under
 HKLM:\\SOFTWARE\\RemoteSupport\\Transfers, and the audit entries.
@@ -21,6 +24,7 @@ import pathlib
 import re
 import typing as t
 
+from .. import drives
 from ..device import Device
 from . import session
 
@@ -35,8 +39,10 @@ ENTRY_TYPES = {"completed": "Information", "stopped": "Warning", "failed": "Erro
 
 PATH_TOO_LONG = ("The specified path, file name, or both are too long. The fully qualified file name must be less "
                  "than 260 characters, and the directory name must be less than 248 characters.")
-RESERVED_NAMES = frozenset(["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)] +
-                           [f"LPT{i}" for i in range(1, 10)])
+# Names Windows keeps for devices, in any folder and with any extension (NUL.txt is NUL too).
+RESERVED_NAMES = frozenset(["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"] +
+                           [f"{port}{n}" for port in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"])
+RESERVED_TEXT = "CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9"
 
 
 class Refusal(Exception):
@@ -120,19 +126,107 @@ def full_path(path: str) -> str:
     return result
 
 
+def check_form(path: str) -> None:
+    """Assert-PathForm: what the text of a path may not be, before Windows makes anything of it. Each rule names
+    itself: the device namespace, an alternate data stream, a name Windows reserves for a device."""
+    text = path.replace("/", "\\")
+    if text.startswith(("\\\\?\\", "\\\\.\\", "\\??\\")):
+        raise Refusal("device_path", f"'{path}' is written in the Windows device namespace (\\\\?\\ or \\\\.\\): "
+                                     "file transfers take ordinary paths only, such as C:\\Users\\name\\file.txt.")
+    if re.match(r"^[A-Za-z]:\\", text):
+        rest = text[3:]
+    elif re.match(r"^\\\\[^\\]+\\[^\\]+", text):
+        rest = "\\".join(text[2:].split("\\")[2:])
+    else:
+        return  # not absolute: full_path says so
+    for part in rest.split("\\"):
+        if ":" in part:
+            raise Refusal("alternate_stream", f"'{path}' names an alternate data stream ('{part}'): file transfers "
+                                              "move a file's main content only.")
+        name = part.rstrip(". ").split(".")[0].rstrip(" ").upper()
+        if name in RESERVED_NAMES:
+            raise Refusal("reserved_name", f"'{path}' contains '{part}', a name Windows reserves for a device "
+                                           f"({RESERVED_TEXT}), whatever its extension: it can never be a file.")
+
+
+def _root_of(policy: dict[str, t.Any], path: str) -> str | None:
+    lowered = path.lower()
+    for root in policy["allowed_roots"]:
+        if lowered.startswith(root.rstrip("\\").lower() + "\\"):
+            return root
+    return None
+
+
+def check_no_reparse_point(device: Device, policy: dict[str, t.Any], path: str) -> None:
+    """Assert-NoReparsePoint: no existing component of `path`, from the drive down, is a junction, symbolic link or
+    mount point (a link in the device's tree, drives.py)."""
+    if path.startswith("\\\\") or device.file_root is None:
+        return  # host_path answers for network paths
+    current = device.windows_path(path[:3])
+    walked = path[:2]
+    for part in [p for p in path[3:].split("\\") if p]:
+        walked += "\\" + part
+        if not current.is_dir() or os.path.islink(current):
+            return
+        match = drives.match_entry(current, part)
+        if match is None:
+            return  # the rest does not exist yet
+        current = current / match
+        if os.path.islink(current):
+            raise reparse_refusal(policy, path, walked)
+
+
+def reparse_refusal(policy: dict[str, t.Any], path: str, component: str) -> Refusal:
+    root = _root_of(policy, path)
+    if root is not None and (root.rstrip("\\").lower() + "\\").startswith(component.lower() + "\\"):
+        return Refusal("reparse_point", f"The allowed folder '{root}' is not a real folder: '{component}' is a "
+                                        "junction, symbolic link or mount point (policy FileTransferAllowedRoots). "
+                                        "File transfers never follow links.")
+    return Refusal("reparse_point", f"'{path}' goes through '{component}', a junction, symbolic link or mount point: "
+                                    "file transfers never follow links.")
+
+
+def final_path(device: Device, handle: t.BinaryIO) -> str | None:
+    """GetFinalPathNameByHandle: where an open file really is now, links resolved and renames followed; None when
+    that is outside the device's drives."""
+    assert device.file_root is not None
+    return drives.windows_path_of(device.file_root, f"/proc/self/fd/{handle.fileno()}")
+
+
+def check_opened(device: Device, policy: dict[str, t.Any], path: str, handle: t.BinaryIO) -> str:
+    """Assert-OpenedUnderRoot: the handle's final path is under an allowed root (a link put in the way after the
+    checks shows here). Returns that final path, which the handle must keep."""
+    final = final_path(device, handle)
+    if final is None or _root_of(policy, final) is None:
+        raise Refusal("path_changed", f"'{path}' was opened as '{final}', outside the folders this device allows file "
+                                      "transfers in: a link was put in its way after it was checked. Nothing was "
+                                      "transferred.")
+    return final
+
+
+def check_still_at(device: Device, path: str, handle: t.BinaryIO, pinned: str) -> None:
+    """Assert-StillAt: the open file is where it was when it was opened (a folder on its way was not moved or
+    replaced by a link meanwhile)."""
+    final = final_path(device, handle)
+    if final is None or final.lower() != pinned.lower():
+        raise Refusal("path_changed", f"'{path}' moved to '{final}' while it was transferred: a folder on its way was "
+                                      "moved or replaced by a link. The transfer was stopped.")
+
+
 def host_path(device: Device, path: str) -> pathlib.Path:
-    """Where the lab keeps a full Windows path of `device`. Names compare case-insensitively, as NTFS compares them."""
+    """Where the lab keeps a full Windows path of `device`. Names compare case-insensitively and answer to their short
+    names, as on NTFS."""
     if path.startswith("\\\\"):
         raise Refusal("not_found", "The network path was not found.")
     if device.file_root is None:
         raise Refusal("not_found", "The device is not ready.")
     current = device.windows_path(path[:3])
     for part in [p for p in path[3:].split("\\") if p]:
-        match = None
-        if current.is_dir():
-            folded = part.casefold()
-            match = next((name for name in os.listdir(current) if name.casefold() == folded), None)
+        match = drives.match_entry(current, part) if current.is_dir() else None
         current = current / (match or part)
+        if os.path.islink(current) and not drives.link_stays_inside(device.file_root, current):
+            # A link out of the device's drives is dangling on the device: the lab never follows it out.
+            raise Refusal("not_found", f"Could not find a part of the path '{path}'.")
     return current
 
 

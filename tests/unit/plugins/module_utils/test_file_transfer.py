@@ -850,3 +850,115 @@ def test_a_receiving_script_that_dies_mid_file_is_named_and_leaves_no_destinatio
     assert "ended (exit code -1) without a result" in result["msg"]
     assert result["transfer"]["bytes_transferred"] == 3 * CHUNK
     assert not dest.exists()
+
+
+# --- the controller's side under attack: a shared destination folder, hostile option text --------------------------
+
+def _received(device, data=b"device data " * 5000, name="log.bin"):
+    device.files[(FOLDER + "\\" + name).lower()] = bytearray(data)
+    return data
+
+
+@pytest.mark.parametrize("option", ["src", "dest", "requested_by"])
+@pytest.mark.parametrize("character", ["\x00", "\n", "\x1b", "\x7f"])
+@pytest.mark.parametrize("direction", ["to_device", "from_device"])
+def test_an_option_with_a_control_character_is_refused_before_anything_starts(tmp_path, local_file, option,
+                                                                              character, direction):
+    device = FakeDevice()
+    _received(device)
+    options = {"src": local_file(10) if direction == "to_device" else FOLDER + "\\log.bin",
+               "dest": FOLDER + "\\x.bin" if direction == "to_device" else str(tmp_path / "out.bin"),
+               "requested_by": "jdoe"}
+    options[option] = options[option][:3] + character + options[option][3:]
+    result = run(device, direction=direction, **options)
+    assert result["failed"] is True and result["error_code"] == "invalid_option"
+    assert f"The option {option} contains" in result["msg"] and "at position 3" in result["msg"]
+    assert ("a NUL byte" in result["msg"]) == (character == "\x00")
+    assert device.ran == [] and device.streams == []  # the device was not even asked
+    assert sorted(os.listdir(tmp_path)) == (["report.bin"] if direction == "to_device" else [])
+
+
+def test_a_planted_link_in_the_destination_folder_is_neither_followed_nor_touched(tmp_path):
+    device = FakeDevice()
+    data = _received(device)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    identity = file_transfer.transfer_id("from_device", FOLDER + "\\log.bin", "controller-1",
+                                         str(tmp_path / "log.bin"))
+    # Every name an attacker might guess: the old fixed one, and the collection's prefix with any suffix.
+    planted = [tmp_path / f".~rs-{identity}.partial", tmp_path / f".~rs-{identity}-0.partial",
+               tmp_path / f".~rs-{identity}-{'f' * 32}.partial"]
+    for link in planted:
+        os.symlink(victim, link)
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert "failed" not in result, result["msg"]
+    assert (tmp_path / "log.bin").read_bytes() == data and victim.read_bytes() == b"precious"
+    assert all(link.is_symlink() and os.readlink(link) == str(victim) for link in planted)
+    assert sorted(os.listdir(tmp_path)) == sorted(["log.bin", "victim"] + [link.name for link in planted])
+
+
+def test_a_partial_file_of_another_user_or_readable_by_others_is_not_resumed(tmp_path):
+    device = FakeDevice()
+    data = _received(device)
+    identity = file_transfer.transfer_id("from_device", FOLDER + "\\log.bin", "controller-1",
+                                         str(tmp_path / "log.bin"))
+    foreign = tmp_path / f".~rs-{identity}-{'a' * 32}.partial"
+    foreign.write_bytes(b"planted content " * 100)
+    os.chmod(foreign, 0o644)  # not made by the collection, which makes its files 0600
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert "failed" not in result and result["transfer"]["resumed_from"] == 0
+    assert device.streams[0].request["offset"] == 0
+    assert (tmp_path / "log.bin").read_bytes() == data and foreign.read_bytes() == b"planted content " * 100
+
+
+def test_the_temporary_file_is_private_and_unpredictable_and_resume_finds_it(tmp_path):
+    device = FakeDevice()
+    data = _received(device, random.Random(5).randbytes(8 * CHUNK))
+    device.drop_on_receive = 4
+    first = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert first["error_code"] == "connection_lost"
+    partial, = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert partial.stat().st_mode & 0o777 == 0o600 and not partial.is_symlink()
+    identity = file_transfer.transfer_id("from_device", FOLDER + "\\log.bin", "controller-1",
+                                         str(tmp_path / "log.bin"))
+    suffix = partial.name[len(f".~rs-{identity}-"):-len(".partial")]
+    assert partial.name.startswith(f".~rs-{identity}-") and len(suffix) == 32  # 128 random bits
+    second = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert "failed" not in second and second["transfer"]["resumed_from"] > 0
+    assert (tmp_path / "log.bin").read_bytes() == data
+
+
+def test_a_destination_that_is_a_link_is_refused_and_left_alone(tmp_path):
+    device = FakeDevice()
+    _received(device)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    os.symlink(victim, tmp_path / "log.bin")
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert result["failed"] is True and result["error_code"] == "dest_is_link"
+    assert "neither followed nor replaced" in result["msg"]
+    assert victim.read_bytes() == b"precious" and os.readlink(tmp_path / "log.bin") == str(victim)
+    assert device.streams == [] and sorted(os.listdir(tmp_path)) == ["log.bin", "victim"]
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o755])
+def test_a_replaced_destination_keeps_its_mode(tmp_path, mode):
+    device = FakeDevice()
+    data = _received(device)
+    dest = tmp_path / "log.bin"
+    dest.write_bytes(b"older content")
+    os.chmod(dest, mode)
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(dest))
+    assert "failed" not in result and result["changed"] is True
+    assert dest.read_bytes() == data and dest.stat().st_mode & 0o777 == mode
+
+
+def test_a_new_destination_gets_the_mode_of_any_new_file(tmp_path):
+    device = FakeDevice()
+    _received(device)
+    old = os.umask(0o027)
+    try:
+        result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    finally:
+        os.umask(old)
+    assert "failed" not in result and (tmp_path / "log.bin").stat().st_mode & 0o777 == 0o640

@@ -13,7 +13,7 @@ from ..transfers import Refusal
 VERSION = 1
 
 
-def _file_state(device: Device, path: str, hash_if_size: int | None) -> dict[str, t.Any]:
+def _file_state(device: Device, policy: dict[str, t.Any], path: str, hash_if_size: int | None) -> dict[str, t.Any]:
     state: dict[str, t.Any] = {"exists": False, "is_directory": False, "size": None, "sha256": None,
                                "last_write_time": None, "read_only": False}
     host = transfers.host_path(device, path)
@@ -26,6 +26,7 @@ def _file_state(device: Device, path: str, hash_if_size: int | None) -> dict[str
     state.update(exists=True, size=info.st_size, last_write_time=session.stamp(modified))
     if hash_if_size is not None and hash_if_size == info.st_size:
         with transfers.open_for_reading(device, path) as handle:
+            transfers.check_opened(device, policy, path, handle)
             state["sha256"] = transfers.sha256_of(handle).hexdigest()
     return state
 
@@ -47,15 +48,20 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
     }
     try:
         given = script_input["path"]
+        transfers.check_form(given)
         path = transfers.full_path(given)
         if to_device and (given.endswith(("\\", "/")) or transfers.is_folder(device, path)):
-            path = transfers.full_path(ntpath.join(path, script_input["file_name"] or ""))
+            joined = ntpath.join(path, script_input["file_name"] or "")
+            transfers.check_form(joined)
+            path = transfers.full_path(joined)
         result["path"] = path
+        # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
         transfers.check_allowed(policy, path)
+        transfers.check_no_reparse_point(device, policy, path)
         parent = ntpath.dirname(path)
         result["parent_exists"] = transfers.host_path(device, parent).is_dir()
         result["free_space_bytes"] = device.free_space_bytes
-        result["file"] = state = _file_state(device, path, script_input["hash_if_size"])
+        result["file"] = state = _file_state(device, policy, path, script_input["hash_if_size"])
         if to_device:
             if state["is_directory"]:
                 raise Refusal("is_directory", f"'{path}' is a folder.")
@@ -79,7 +85,8 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
             if state["is_directory"]:
                 raise Refusal("is_directory", f"'{path}' is a folder.")
             transfers.check_size(policy, state["size"])
-            transfers.open_for_reading(device, path).close()
+            with transfers.open_for_reading(device, path) as handle:
+                transfers.check_opened(device, policy, path, handle)
     except Refusal as refusal:
         result["refusal"] = refusal.as_failure()
     return result

@@ -42,10 +42,12 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
     framing = False
     handle = None
     try:
+        transfers.check_form(request["path"])
         path = transfers.full_path(request["path"])
         result["path"] = path
         policy = transfers.read_policy(device)
         transfers.check_allowed(policy, path)
+        transfers.check_no_reparse_point(device, policy, path)
         host = transfers.host_path(device, path)
         if host.is_dir():
             raise Refusal("is_directory", f"'{path}' is a folder.")
@@ -58,6 +60,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         started = True
 
         handle = transfers.open_for_reading(device, path)
+        pinned = transfers.check_opened(device, policy, path, handle)
         before = os.fstat(handle.fileno())
         size = before.st_size
         result["size"] = size
@@ -95,6 +98,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             await io.write_stdout(frame)
             remaining -= data_length
             result["bytes_sent"] += data_length
+            transfers.check_still_at(device, path, handle, pinned)
             stop = transfers.session_stop(device, request["session_id"], transfer_key)
             if stop is not None:
                 break
@@ -105,7 +109,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
                           error={"code": "session_ended", "message": stop["message"]})
         else:
             result["sha256"] = digest.hexdigest()
-            after = os.stat(transfers.host_path(device, path))
+            transfers.check_still_at(device, path, handle, pinned)
+            after = os.fstat(handle.fileno())  # the file read, not whatever the path names now
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 raise Refusal("source_changed", f"'{path}' changed while it was read.")
             result["outcome"] = "completed"

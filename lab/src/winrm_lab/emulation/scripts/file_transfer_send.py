@@ -56,10 +56,12 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
     temp_host = None
     handle = None
     try:
+        transfers.check_form(request["path"])
         path = transfers.full_path(request["path"])
         result["path"] = path
         policy = transfers.read_policy(device)
         transfers.check_allowed(policy, path)
+        transfers.check_no_reparse_point(device, policy, path)
         transfers.check_size(policy, size)
         if transfers.host_path(device, path).is_dir():
             raise Refusal("is_directory", f"'{path}' is a folder.")
@@ -73,8 +75,11 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         temp = ntpath.join(parent, f"~rs-{request['transfer_id']}.partial")
         transfers.check_access(device, temp)  # creating it in a folder whose ACL denies us
         parent_host = transfers.host_path(device, parent)
-        if parent_host.exists() and not parent_host.is_dir():
-            raise Refusal("exists", f"Cannot create \"{parent}\" because a file or directory with the same name "
+        # Directory.CreateDirectory meets a file where a folder of the path should be: the nearest that exists.
+        nearest = next((p for p in (parent_host, *parent_host.parents) if p.exists()), parent_host)
+        if not nearest.is_dir():
+            name = transfers.drives.windows_path_of(device.file_root, nearest) or parent
+            raise Refusal("exists", f"Cannot create \"{name}\" because a file or directory with the same name "
                                     "already exists.")
         parent_host.mkdir(parents=True, exist_ok=True)
         if transfers.host_path(device, path).is_file():
@@ -82,6 +87,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             transfers.check_not_locked(device, path)
         temp_host = transfers.host_path(device, temp)
         handle = open(temp_host, "r+b" if temp_host.is_file() else "w+b")
+        pinned = transfers.check_opened(device, policy, path, handle)
         if not request["resume"] or os.fstat(handle.fileno()).st_size > size:
             handle.truncate(0)
         kept = os.fstat(handle.fileno()).st_size
@@ -122,6 +128,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             if since_check >= chunk or remaining == 0:
                 since_check = 0
                 handle.flush()
+                transfers.check_still_at(device, path, handle, pinned)
                 stop = transfers.session_stop(device, request["session_id"], transfer_key)
                 if stop is not None:
                     break
@@ -130,8 +137,6 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             expected = (await _line(io, 64)).strip().lower()
             actual = digest.hexdigest()
             result["sha256"] = actual
-            handle.close()
-            handle = None
             if actual != expected:
                 raise Refusal("hash_mismatch", f"The file arrived with SHA-256 {actual}; the controller sent "
                                                f"{expected}.")
@@ -140,6 +145,12 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             result.update(outcome="stopped", session=stop["session"],
                           error={"code": "session_ended", "message": stop["message"]})
         else:
+            # The last moment the names are used: the file is still where it was opened, and no link stands in the
+            # destination's way now either.
+            transfers.check_still_at(device, path, handle, pinned)
+            transfers.check_no_reparse_point(device, policy, path)
+            handle.close()
+            handle = None
             destination = transfers.host_path(device, path)
             if destination.is_file():
                 if not request["overwrite"]:
@@ -161,11 +172,15 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         if handle is not None:
             handle.close()
         raise
-    finally:
-        if handle is not None and not handle.closed:
-            handle.close()
 
-    if temp_host is not None and not keep_temp:
+    if handle is not None:
+        if temp_host is not None and not keep_temp:
+            # Deleted through its handle (FileDispositionInfo), not by name: the name may lead through a link now.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.realpath(f"/proc/self/fd/{handle.fileno()}"))
+        handle.close()
+    elif temp_host is not None and not keep_temp:
+        # Closed before the rename, which failed: its name was checked at that moment.
         with contextlib.suppress(FileNotFoundError):
             temp_host.unlink()
     if started:

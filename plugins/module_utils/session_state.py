@@ -474,9 +474,10 @@ def request(record: SessionRecord | None, now: datetime.datetime, *, requested_b
     if state == "authorized" and confirmation_required:
         if settled.renewal_pending:
             raise IllegalTransition("authorized (a renewal is already waiting)", event)
+        # The renewal asks under the session's own TTL and confirmation timeout: the record keeps one pair, which
+        # the grant in force was given with.
         return dataclasses.replace(
             settled, renewal_requested_by=requested_by, renewal_reason=reason, renewal_requested_at=now,
-            ttl_seconds=ttl_seconds, confirmation_timeout_seconds=confirmation_timeout_seconds,
             version=settled.version + 1, changed_by=requested_by, changed_at=now)
     granted = new_state == "authorized"
     return SessionRecord(

@@ -79,10 +79,10 @@ def _view(device_time: str, policy: dict[str, t.Any], user: dict[str, t.Any] | N
 
 def audit_entry(what: str, record: sm.SessionRecord, who: str) -> dict[str, t.Any]:
     """The event-log entry for a transition: who, what, when and the session id."""
-    requested_by, reason = record.requested_by, record.reason
+    requested_by, reason, told = record.requested_by, record.reason, what.replace("_", " ")
     if record.renewal_pending:
-        what, requested_by, reason = f"renewal {what}", record.renewal_requested_by, record.renewal_reason
-    message = (f"Support session {record.id}: {what.replace('_', ' ')} by {who} at {format_utc(record.changed_at)}. "
+        requested_by, reason, told = record.renewal_requested_by, record.renewal_reason, f"renewal {told}"
+    message = (f"Support session {record.id}: {told} by {who} at {format_utc(record.changed_at)}. "
                f"Requested by {requested_by}. Reason: {reason or '(none given)'}")
     entry_type = "Warning" if what in ("denied", "timed_out") else "Information"
     return {"event_id": AUDIT_EVENT_IDS[what], "entry_type": entry_type, "message": message}

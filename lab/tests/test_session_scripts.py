@@ -147,6 +147,7 @@ def request_record(device_time: str, requested_by: str = "jdoe", reason: str = "
         "expires_at": fmt(now + datetime.timedelta(seconds=ttl)) if granted else None,
         "ended_by": None, "ended_at": None, "version": version, "ttl_seconds": ttl,
         "confirmation_timeout_seconds": timeout, "changed_by": requested_by, "changed_at": device_time,
+        "renewal_requested_by": None, "renewal_reason": None, "renewal_requested_at": None,
     }
 
 
@@ -290,8 +291,15 @@ def test_client_accepts_and_the_device_authorizes_for_the_ttl(device):
     record = request_consent(device, "accept", 0.3, timeout=20)
     shown = device.control.prompts(device.name)
     assert len(shown) == 1 and shown[0]["user"] == device.user
-    assert "jdoe asks to start a remote support session" in shown[0]["text"]
-    assert "Reason: INC-4711 printer queue" in shown[0]["text"]
+    # First the account Windows authenticated over WinRM (as WindowsIdentity names it), then the requester's words.
+    username = device.entry["credentials"]["username"]
+    account = username if "\\" in username else f"{device.name}\\{username}"
+    assert shown[0]["text"] == (
+        f"{account} asks to start a remote support session on this computer.\r\n\r\n"
+        "On behalf of (as given by the requester): jdoe\r\n"
+        "Reason (as given by the requester): INC-4711 printer queue\r\n\r\n"
+        f"Do you allow it? Without an answer within {shown[0]['timeout_seconds']} seconds the request lapses and "
+        "nothing is allowed.")
 
     session = device.wait_for_state("authorized")
     requested = parse(record["requested_at"])
@@ -434,7 +442,7 @@ def test_event_ids_agree_everywhere():
         for event_id in events.values():
             assert re.search(rf"EventId\w* = {event_id}\b", script), f"{name}.ps1 does not write {event_id}"
     assert declared == {"consent_answered": CONSENT_ANSWERED, "authorized": AUTHORIZED, "denied": DENIED,
-                        "timed_out": TIMED_OUT, "expired": EXPIRED}
+                        "timed_out": TIMED_OUT, "expired": EXPIRED, "renewed": RENEWED}
     assert all(controller[what] == event_id for what, event_id in declared.items() if what in controller)
     assert pathlib.Path(SCRIPTS.parents[2] / "docs" / "consent-route.md").read_text(encoding="utf-8").count("| 10") >= 9
 

@@ -22,7 +22,7 @@ def _check(script_input: dict[str, t.Any]) -> None:
         raise DeviceScriptError(f"session.version ({record['version']}) must be greater than expected_version "
                                 f"({expected}).")
     for field in _TIMESTAMPS:
-        if record[field] is not None and session.parse_stamp(record[field]) is None:
+        if record.get(field) is not None and session.parse_stamp(record[field]) is None:
             raise DeviceScriptError(f"session.{field} is '{record[field]}', not a YYYY-MM-DDTHH:MM:SSZ timestamp.")
     for field in _FREE_TEXT:
         text = str(record.get(field) or "")

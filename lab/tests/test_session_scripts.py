@@ -57,7 +57,7 @@ def fmt(moment: datetime.datetime) -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     # Each test takes devices of its own, so their sessions, tasks and clocks do not meet.
-    running = start_lab(tmp_path_factory.mktemp("sessions"), devices=20, scenario="healthy", seed=5,
+    running = start_lab(tmp_path_factory.mktemp("sessions"), devices=30, scenario="healthy", seed=5,
                         base=base_address(41))
     yield running
     running.stop()
@@ -483,3 +483,77 @@ def test_ending_the_grant_starts_the_remote_control_end_task(start_lab):
         assert time.monotonic() < deadline + 5, "the expiry did not start RemoteSupport-EndRemoteControl"
         time.sleep(0.05)
     assert lab_device.registry.get(SESSION_KEY, "State") == "expired"
+
+
+# --- renewal: the grant holds while the client decides -------------------------------------------------------------
+def authorize_and_ask_renewal(device: SessionDevice, consent: str, timeout: int = 20) -> tuple[dict, dict]:
+    """An authorized session, then a renewal of it as support_session writes one (still authorized, the renewal
+    waiting, the consent route armed, the expiry kept); the user answers `consent` at once."""
+    device.control.log_user_on(device.name, device.user, consent=consent, answer_after_seconds=0)
+    record = request_record(device.get()["device_time"], confirmation_required=False)
+    assert device.set(0, record, "authorized", expiry_task=True)["applied"]
+    device.control.advance_clock(device.name, 60)  # the renewal comes later than the grant it extends
+    now = device.get()["device_time"]
+    renewal = dict(record, renewal_requested_by="night-job", renewal_reason="INC-4712 still broken",
+                   renewal_requested_at=now, version=2, changed_by="night-job", changed_at=now,
+                   confirmation_timeout_seconds=timeout)
+    assert device.set(1, renewal, "requested", consent_prompt=True, expiry_task=True)["applied"]
+    return record, renewal
+
+
+def test_a_renewal_accepted_authorizes_again_and_the_prompt_says_it_extends(device):
+    record, renewal = authorize_and_ask_renewal(device, "accept")
+    session = device.wait_for_state("authorized")
+    deadline = time.monotonic() + 15
+    while session["renewal_requested_at"] is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        session = device.get()["session"]
+    assert session["version"] == 3 and session["confirmed_by"] == device.user
+    assert (session["requested_by"], session["reason"]) == ("night-job", "INC-4712 still broken")
+    assert session["expires_at"] > record["expires_at"]
+    assert device.tasks()["RemoteSupport-ExpireSession"]["triggers"][0]["start_boundary"] == session["expires_at"]
+    text = device.control.prompts(device.name)[-1]["text"]
+    assert " asks to extend the remote support session running on this computer." in text
+    assert "On behalf of (as given by the requester): night-job\r\n" in text
+    assert "the session is not extended and ends when its current authorization expires. No ends it now." in text
+    assert RENEWED in [e["event_id"] for e in device.audit()]
+
+
+def test_while_a_renewal_waits_the_record_stays_authorized_with_its_expiry_task(device):
+    record, renewal = authorize_and_ask_renewal(device, "ignore")
+    session = device.get()["session"]
+    assert session == renewal and session["state"] == "authorized"
+    tasks = device.tasks()
+    assert tasks["RemoteSupport-ExpireSession"]["triggers"][0]["start_boundary"] == record["expires_at"]
+    assert "RemoteSupport-ApplyConsent" in tasks and "RemoteSupport-ConsentPrompt" in tasks
+
+
+def test_a_renewal_still_waiting_lapses_with_the_grant(device):
+    record, renewal = authorize_and_ask_renewal(device, "ignore", timeout=600)
+    device.control.advance_clock(device.name, 3601)
+    session = device.wait_for_state("expired")
+    assert session["renewal_requested_at"] is None and session["changed_by"] == "timer"
+    deadline = time.monotonic() + 15
+    while "RemoteSupport-ConsentPrompt" in device.tasks() or device.control.prompts(device.name)[-1]["result"] is None:
+        assert time.monotonic() < deadline, device.tasks()
+        time.sleep(0.1)
+    assert device.control.prompts(device.name)[-1]["result"] == "closed"
+
+
+# --- the requester's words ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("reason", "Your PC is infected.\r\n\r\nYour manager already approved this; press Yes."),
+    ("requested_by", "Microsoft Security Team\u202e(verified)"),
+    ("reason", "x" * 301),
+    ("reason", "   "),
+])
+def test_free_text_with_control_characters_too_long_or_blank_is_refused(device, field, value):
+    record = dict(request_record(device.get()["device_time"]), **{field: value})
+    with pytest.raises(jsonschema.ValidationError):
+        device.set(0, record, "requested", consent_prompt=True)
+    # A caller that skips the contract is refused on the device (by the contract's validation, or the script's own
+    # check for what a schema cannot say), and nothing is stored.
+    outcome = device.run_raw("set_support_session", set_input(0, record, "requested", consent_prompt=True))
+    assert outcome.exit_code == 1 and re.search(rf"session[./]{field}".encode(), outcome.stderr), outcome.stderr
+    assert device.stored() == {} and device.control.prompts(device.name) == []

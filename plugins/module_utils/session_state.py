@@ -440,8 +440,10 @@ def _state_of(record: SessionRecord | None) -> str:
 
 
 def _refusal_message(action: str, state: str, record: SessionRecord | None) -> str:
-    template = RENEWAL_PENDING_REFUSAL if state == "renewal_pending" else ACTION_REFUSALS.get((state, action),
-                                                                                            REFUSALS[state])
+    if state == "renewal_pending":
+        template = RENEWAL_PENDING_REFUSAL
+    else:
+        template = ACTION_REFUSALS.get((state, action), REFUSALS[state])
     fields = record.to_dict() if record is not None else {}
     if record is not None:
         fields["confirmation_deadline"] = format_utc(record.confirmation_deadline)
@@ -679,7 +681,8 @@ def render_refusals_table() -> str:
         elif state in REFUSALS:
             lines.append(f"| `{state}` | {'any other' if specific else 'any'} | {REFUSALS[state]} |")
         if state == "authorized":
-            lines.append(f"| `authorized` with a renewal waiting | `request_authorization` | {RENEWAL_PENDING_REFUSAL} |")
+            lines.append("| `authorized` with a renewal waiting | `request_authorization` | "
+                         f"{RENEWAL_PENDING_REFUSAL} |")
     lines.append(f"| any | `{'`, `'.join(sorted(WINDOWS_ONLY_ACTIONS))}` on a non-Windows device | "
                  f"{WINDOWS_ONLY_REFUSAL} |")
     return "\n".join(lines) + "\n"

@@ -230,8 +230,8 @@ def lookup_account(device: t.Any, account: str) -> AccountLookup | None:
                                  SID_TYPE_USER)
         if local is None:
             return None
-        return AccountLookup(f"{device.name}\\{local}", f"{_domain_sid(device.name)}-{_relative_id(device.name, local)}",
-                             SID_TYPE_USER)
+        sid = f"{_domain_sid(device.name)}-{_relative_id(device.name, local)}"
+        return AccountLookup(f"{device.name}\\{local}", sid, SID_TYPE_USER)
     netbios = netbios_domain(device)
     if netbios is None or domain.upper() != netbios:
         return None

@@ -202,7 +202,8 @@ def test_request_defaults_to_confirmation_required_a_new_uuid_and_one_hour():
 
 @pytest.mark.parametrize("ttl_seconds", [1, 120, 3600, 86400])
 def test_request_without_confirmation_is_authorized_at_once_for_the_ttl(ttl_seconds):
-    record = session_state.request(None, NOW, reason="printer queue stuck", requested_by=SPECIALIST, confirmation_required=False,
+    record = session_state.request(None, NOW, reason="printer queue stuck",
+                                   requested_by=SPECIALIST, confirmation_required=False,
                                    ttl_seconds=ttl_seconds)
     assert record.state == "authorized"
     assert record.authorized_at == NOW
@@ -419,7 +420,8 @@ def test_the_clock_must_say_its_time_zone_and_is_read_as_utc():
 
 def test_renew_keeps_an_authorization_with_more_than_renew_before_left():
     record = authorized()  # expires at +3610
-    change = session_state.renew(record, at(3610 - 601), reason="printer queue stuck", requested_by=SPECIALIST, renew_before=600)
+    change = session_state.renew(record, at(3610 - 601), reason="printer queue stuck",
+                                            requested_by=SPECIALIST, renew_before=600)
     assert change.changed is False
     assert change.record is record
     assert change.message == "Kept the authorization: 601 s left, more than renew_before (600 s)"
@@ -445,7 +447,8 @@ def test_renew_inside_renew_before_asks_the_client_again(seconds_left):
 
 def test_renew_without_confirmation_extends_the_grant_from_now():
     record = authorized()
-    change = session_state.renew(record, at(3500), reason="printer queue stuck", requested_by="scheduler", confirmation_required=False,
+    change = session_state.renew(record, at(3500), reason="printer queue stuck",
+                                            requested_by="scheduler", confirmation_required=False,
                                  ttl_seconds=3600, renew_before=600)
     assert change.changed is True
     assert change.record.state == "authorized" and change.record.id == record.id
@@ -464,14 +467,16 @@ def test_renew_leaves_a_pending_request_to_its_answer():
 @pytest.mark.parametrize("state", ["not_authorized", "denied", "timed_out", "expired", "deauthorized"])
 def test_renew_requests_authorization_in_every_other_state(state):
     record = RECORD_IN_STATE[state]()
-    change = session_state.renew(record, moment_in(record), reason="printer queue stuck", requested_by=SPECIALIST, session_id="session-9")
+    change = session_state.renew(record, moment_in(record), reason="printer queue stuck",
+                                                   requested_by=SPECIALIST, session_id="session-9")
     assert change.changed is True
     assert change.record.state == "pending_confirmation" and change.record.id == "session-9"
     assert change.message == "Requested authorization: waiting for the client to confirm"
 
 
 def test_renew_after_the_clock_lapsed_the_grant_starts_a_new_session():
-    change = session_state.renew(authorized(), at(4000), reason="printer queue stuck", requested_by=SPECIALIST, session_id="session-2")
+    change = session_state.renew(authorized(), at(4000), reason="printer queue stuck",
+                                                  requested_by=SPECIALIST, session_id="session-2")
     assert change.changed is True and change.record.id == "session-2"
     assert change.record.version == 4  # request 1, accept 2, lapse 3, new request 4
 
@@ -625,7 +630,8 @@ class SimulatedDevice:
             self.request(confirmation_required=operation[1], ttl_seconds=operation[2])
         elif name == "renew":
             if self.active:
-                self.record = session_state.renew(self.record, self.now, reason="printer queue stuck", requested_by=SPECIALIST,
+                self.record = session_state.renew(self.record, self.now, reason="printer queue stuck",
+                                                  requested_by=SPECIALIST,
                                                   confirmation_required=operation[1],
                                                   renew_before=operation[2]).record
         elif name == "deauthorize":
@@ -651,7 +657,8 @@ class SimulatedDevice:
     def request(self, confirmation_required, ttl_seconds):
         decision = session_state.decide("request_authorization", self.record, self.now, self.active)
         if decision.allowed:
-            self.record = session_state.request(self.record, self.now, reason="printer queue stuck", requested_by=SPECIALIST,
+            self.record = session_state.request(self.record, self.now, reason="printer queue stuck",
+                                                requested_by=SPECIALIST,
                                                 confirmation_required=confirmation_required,
                                                 ttl_seconds=ttl_seconds)
         elif decision.state == "pending_confirmation":

@@ -276,7 +276,8 @@ def test_the_losing_writer_reports_who_changed_it():
 
     def other_specialist_renews():
         record = sm.SessionRecord.from_dict(device.record)
-        device.record = sm.request(record, device.now, reason="printer queue stuck", requested_by="scheduler", confirmation_required=False).to_dict()
+        device.record = sm.request(record, device.now, reason="printer queue stuck", requested_by="scheduler",
+                                   confirmation_required=False).to_dict()
 
     device.racing_writer = other_specialist_renews
     result = run(device)

@@ -557,3 +557,12 @@ def test_free_text_with_control_characters_too_long_or_blank_is_refused(device, 
     outcome = device.run_raw("set_support_session", set_input(0, record, "requested", consent_prompt=True))
     assert outcome.exit_code == 1 and re.search(rf"session[./]{field}".encode(), outcome.stderr), outcome.stderr
     assert device.stored() == {} and device.control.prompts(device.name) == []
+
+
+@pytest.mark.parametrize("logon, name", [("CONTOSO\\svc-support", "CONTOSO\\svc-support"),
+                                         ("DESK-0001\\labadmin", "DESK-0001\\labadmin"),
+                                         ("svc-support@contoso.com", "CONTOSO\\svc-support")])
+def test_a_command_runs_as_windows_names_the_account_that_authenticated(logon, name):
+    # WindowsIdentity.Name is DOMAIN\name even for a logon given as a user principal name.
+    from winrm_lab.process import windows_account_name
+    assert windows_account_name(logon) == name

@@ -24,6 +24,7 @@ import pytest
 from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
+from winrm_lab.process import windows_account_name
 
 SCRIPTS = device_scripts_dir()
 assert SCRIPTS is not None
@@ -564,5 +565,4 @@ def test_free_text_with_control_characters_too_long_or_blank_is_refused(device, 
                                          ("svc-support@contoso.com", "CONTOSO\\svc-support")])
 def test_a_command_runs_as_windows_names_the_account_that_authenticated(logon, name):
     # WindowsIdentity.Name is DOMAIN\name even for a logon given as a user principal name.
-    from winrm_lab.process import windows_account_name
     assert windows_account_name(logon) == name

@@ -421,7 +421,7 @@ def test_the_clock_must_say_its_time_zone_and_is_read_as_utc():
 def test_renew_keeps_an_authorization_with_more_than_renew_before_left():
     record = authorized()  # expires at +3610
     change = session_state.renew(record, at(3610 - 601), reason="printer queue stuck",
-                                            requested_by=SPECIALIST, renew_before=600)
+                                 requested_by=SPECIALIST, renew_before=600)
     assert change.changed is False
     assert change.record is record
     assert change.message == "Kept the authorization: 601 s left, more than renew_before (600 s)"
@@ -448,7 +448,7 @@ def test_renew_inside_renew_before_asks_the_client_again(seconds_left):
 def test_renew_without_confirmation_extends_the_grant_from_now():
     record = authorized()
     change = session_state.renew(record, at(3500), reason="printer queue stuck",
-                                            requested_by="scheduler", confirmation_required=False,
+                                 requested_by="scheduler", confirmation_required=False,
                                  ttl_seconds=3600, renew_before=600)
     assert change.changed is True
     assert change.record.state == "authorized" and change.record.id == record.id
@@ -468,7 +468,7 @@ def test_renew_leaves_a_pending_request_to_its_answer():
 def test_renew_requests_authorization_in_every_other_state(state):
     record = RECORD_IN_STATE[state]()
     change = session_state.renew(record, moment_in(record), reason="printer queue stuck",
-                                                   requested_by=SPECIALIST, session_id="session-9")
+                                 requested_by=SPECIALIST, session_id="session-9")
     assert change.changed is True
     assert change.record.state == "pending_confirmation" and change.record.id == "session-9"
     assert change.message == "Requested authorization: waiting for the client to confirm"
@@ -476,7 +476,7 @@ def test_renew_requests_authorization_in_every_other_state(state):
 
 def test_renew_after_the_clock_lapsed_the_grant_starts_a_new_session():
     change = session_state.renew(authorized(), at(4000), reason="printer queue stuck",
-                                                  requested_by=SPECIALIST, session_id="session-2")
+                                 requested_by=SPECIALIST, session_id="session-2")
     assert change.changed is True and change.record.id == "session-2"
     assert change.record.version == 4  # request 1, accept 2, lapse 3, new request 4
 

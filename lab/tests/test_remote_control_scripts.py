@@ -30,8 +30,8 @@ STARTED, STOPPED, ENDED_BY_DEVICE = 1020, 1021, 1022
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    # 24 devices: seed 5's first server is the 21st.
-    running = start_lab(tmp_path_factory.mktemp("remote-control"), devices=24, scenario="healthy", seed=5,
+    # 40 devices: a desktop of its own for each test (seed 5 has its first server 21st).
+    running = start_lab(tmp_path_factory.mktemp("remote-control"), devices=40, scenario="healthy", seed=5,
                         base=base_address(67))
     yield running
     running.stop()
@@ -290,3 +290,92 @@ def test_deauthorizing_takes_the_grant_back(device):
     device.wait_until_ended()
     ended = [e for e in device.audit() if e["event_id"] == ENDED_BY_DEVICE]
     assert ended and "(deauthorized)" in ended[-1]["message"]
+
+
+# --- a renewal while remote control runs ---------------------------------------------------------------------------
+def ask_renewal(device: RemoteControlDevice, record: dict[str, t.Any], consent: str,
+                timeout: int = 20) -> dict[str, t.Any]:
+    """A renewal of the authorized session, written as support_session writes one: the record stays authorized with
+    the renewal waiting, the consent route armed and the expiry task kept. The user answers `consent` at once."""
+    device.control.log_user_on(device.name, device.user, consent=consent, answer_after_seconds=0)
+    now = device.get()["device_time"]
+    renewal = dict(record, renewal_requested_by="night-job", renewal_reason="INC-4712 still broken",
+                   renewal_requested_at=now, version=record["version"] + 1, changed_by="night-job", changed_at=now,
+                   confirmation_timeout_seconds=timeout)
+    answer = device.set(record["version"], renewal, "requested", consent_prompt=True, expiry_task=True)
+    assert answer["applied"] and answer["session"] == renewal
+    return renewal
+
+
+def test_a_denied_renewal_ends_remote_control_at_once(device):
+    record = device.authorize(confirmation_required=True)
+    device.start(record)
+    assert device.shadow(no_consent_prompt=True)["connected"]
+    ask_renewal(device, record, "deny")
+    session = device.wait_for_state("denied")
+    # Long before the old expires_at (an hour away), the grant is gone and the open connection with it.
+    assert session["expires_at"] == record["expires_at"] and session["renewal_requested_at"] is None
+    device.wait_until_ended()
+    assert device.desktop()["connections"] == []
+    refused = device.shadow(no_consent_prompt=True)
+    assert not refused["connected"] and refused["reason"] in ("access_denied", "consent_required")
+    ended = [e for e in device.audit() if e["event_id"] == ENDED_BY_DEVICE]
+    assert len(ended) == 1 and "(denied)" in ended[0]["message"]
+    assert device.start(record)["refused_reason"] == "session_changed"
+
+
+def test_a_renewal_nobody_answers_leaves_remote_control_until_the_old_expiry(device):
+    record = device.authorize(confirmation_required=True, ttl=600)
+    device.start(record)
+    ask_renewal(device, record, "ignore", timeout=2)
+    deadline = time.monotonic() + 15
+    while device.get()["session"]["renewal_requested_at"] is not None:
+        assert time.monotonic() < deadline, "the renewal never timed out"
+        time.sleep(0.1)
+    session = device.get()["session"]
+    assert session["state"] == "authorized" and session["expires_at"] == record["expires_at"]
+    assert session["changed_by"] == "timer"
+    # While the old authorization holds, the grant does too.
+    assert device.grant() and device.shadow(no_consent_prompt=True)["connected"]
+    device.control.advance_clock(device.name, 601)
+    device.wait_until_ended()
+    assert device.wait_for_state("expired")["renewal_requested_at"] is None
+    assert device.desktop()["connections"] == []
+    assert not device.shadow(no_consent_prompt=True)["connected"]
+
+
+# --- whom remote control may go to ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("account, reason, kind", [
+    ("CONTOSO\\Domain Users", "account_not_a_user", "group"),
+    ("CONTOSO\\Helpdesk", "account_not_a_user", "group"),
+    ("BUILTIN\\Administrators", "account_not_a_user", "alias"),
+    ("BUILTIN\\Remote Desktop Users", "account_not_a_user", "alias"),
+    ("Everyone", None, None),  # not DOMAIN\name: the contract refuses it before the device is asked
+    ("NT AUTHORITY\\Authenticated Users", "account_not_a_user", "well_known_group"),
+    ("CONTOSO\\Administrator", "account_built_in", "user"),
+    ("CONTOSO\\DESK-0042$", "account_built_in", "computer"),
+    ("FABRIKAM\\jdoe", "account_unknown", None),
+])
+def test_remote_control_goes_to_one_person_only(device, account, reason, kind):
+    record = device.authorize()
+    listener = device.desktop()["listener"]
+    if reason is None:
+        with pytest.raises(jsonschema.ValidationError):
+            device.start(record, account=account)
+        return
+    answer = device.start(record, account=account)
+    assert answer["refused_reason"] == (reason if kind != "computer" else "account_not_a_user")
+    assert answer["applied"] is False and answer["grant"] is None
+    if kind is not None:
+        assert answer["account"]["kind"] == kind
+    assert not device.grant() and device.desktop()["listener"] == listener
+    assert device.tasks().get(END_TASK) is None
+
+
+def test_a_user_principal_name_is_granted_as_the_account_windows_names(device):
+    record = device.authorize()
+    answer = device.start(record, account="jdoe@contoso.com")
+    assert answer["applied"] and answer["account"] == {"name": SPECIALIST, "sid": answer["grant"]["account_sid"],
+                                                       "kind": "user"}
+    assert answer["grant"]["account"] == SPECIALIST
+    assert device.shadow(no_consent_prompt=True)["connected"]

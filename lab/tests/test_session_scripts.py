@@ -24,6 +24,7 @@ import pytest
 from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
+from winrm_lab.process import windows_account_name
 
 SCRIPTS = device_scripts_dir()
 assert SCRIPTS is not None
@@ -57,7 +58,7 @@ def fmt(moment: datetime.datetime) -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     # Each test takes devices of its own, so their sessions, tasks and clocks do not meet.
-    running = start_lab(tmp_path_factory.mktemp("sessions"), devices=20, scenario="healthy", seed=5,
+    running = start_lab(tmp_path_factory.mktemp("sessions"), devices=30, scenario="healthy", seed=5,
                         base=base_address(41))
     yield running
     running.stop()
@@ -147,6 +148,7 @@ def request_record(device_time: str, requested_by: str = "jdoe", reason: str = "
         "expires_at": fmt(now + datetime.timedelta(seconds=ttl)) if granted else None,
         "ended_by": None, "ended_at": None, "version": version, "ttl_seconds": ttl,
         "confirmation_timeout_seconds": timeout, "changed_by": requested_by, "changed_at": device_time,
+        "renewal_requested_by": None, "renewal_reason": None, "renewal_requested_at": None,
     }
 
 
@@ -290,8 +292,15 @@ def test_client_accepts_and_the_device_authorizes_for_the_ttl(device):
     record = request_consent(device, "accept", 0.3, timeout=20)
     shown = device.control.prompts(device.name)
     assert len(shown) == 1 and shown[0]["user"] == device.user
-    assert "jdoe asks to start a remote support session" in shown[0]["text"]
-    assert "Reason: INC-4711 printer queue" in shown[0]["text"]
+    # First the account Windows authenticated over WinRM (as WindowsIdentity names it), then the requester's words.
+    username = device.entry["credentials"]["username"]
+    account = username if "\\" in username else f"{device.name}\\{username}"
+    assert shown[0]["text"] == (
+        f"{account} asks to start a remote support session on this computer.\r\n\r\n"
+        "On behalf of (as given by the requester): jdoe\r\n"
+        "Reason (as given by the requester): INC-4711 printer queue\r\n\r\n"
+        f"Do you allow it? Without an answer within {shown[0]['timeout_seconds']} seconds the request lapses and "
+        "nothing is allowed.")
 
     session = device.wait_for_state("authorized")
     requested = parse(record["requested_at"])
@@ -434,7 +443,7 @@ def test_event_ids_agree_everywhere():
         for event_id in events.values():
             assert re.search(rf"EventId\w* = {event_id}\b", script), f"{name}.ps1 does not write {event_id}"
     assert declared == {"consent_answered": CONSENT_ANSWERED, "authorized": AUTHORIZED, "denied": DENIED,
-                        "timed_out": TIMED_OUT, "expired": EXPIRED}
+                        "timed_out": TIMED_OUT, "expired": EXPIRED, "renewed": RENEWED}
     assert all(controller[what] == event_id for what, event_id in declared.items() if what in controller)
     assert pathlib.Path(SCRIPTS.parents[2] / "docs" / "consent-route.md").read_text(encoding="utf-8").count("| 10") >= 9
 
@@ -475,3 +484,85 @@ def test_ending_the_grant_starts_the_remote_control_end_task(start_lab):
         assert time.monotonic() < deadline + 5, "the expiry did not start RemoteSupport-EndRemoteControl"
         time.sleep(0.05)
     assert lab_device.registry.get(SESSION_KEY, "State") == "expired"
+
+
+# --- renewal: the grant holds while the client decides -------------------------------------------------------------
+def authorize_and_ask_renewal(device: SessionDevice, consent: str, timeout: int = 20) -> tuple[dict, dict]:
+    """An authorized session, then a renewal of it as support_session writes one (still authorized, the renewal
+    waiting, the consent route armed, the expiry kept); the user answers `consent` at once."""
+    device.control.log_user_on(device.name, device.user, consent=consent, answer_after_seconds=0)
+    record = request_record(device.get()["device_time"], confirmation_required=False)
+    assert device.set(0, record, "authorized", expiry_task=True)["applied"]
+    device.control.advance_clock(device.name, 60)  # the renewal comes later than the grant it extends
+    now = device.get()["device_time"]
+    renewal = dict(record, renewal_requested_by="night-job", renewal_reason="INC-4712 still broken",
+                   renewal_requested_at=now, version=2, changed_by="night-job", changed_at=now,
+                   confirmation_timeout_seconds=timeout)
+    assert device.set(1, renewal, "requested", consent_prompt=True, expiry_task=True)["applied"]
+    return record, renewal
+
+
+def test_a_renewal_accepted_authorizes_again_and_the_prompt_says_it_extends(device):
+    record, renewal = authorize_and_ask_renewal(device, "accept")
+    session = device.wait_for_state("authorized")
+    deadline = time.monotonic() + 15
+    while session["renewal_requested_at"] is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+        session = device.get()["session"]
+    assert session["version"] == 3 and session["confirmed_by"] == device.user
+    assert (session["requested_by"], session["reason"]) == ("night-job", "INC-4712 still broken")
+    assert session["expires_at"] > record["expires_at"]
+    assert device.tasks()["RemoteSupport-ExpireSession"]["triggers"][0]["start_boundary"] == session["expires_at"]
+    text = device.control.prompts(device.name)[-1]["text"]
+    assert " asks to extend the remote support session running on this computer." in text
+    assert "On behalf of (as given by the requester): night-job\r\n" in text
+    assert "the session is not extended and ends when its current authorization expires. No ends it now." in text
+    assert RENEWED in [e["event_id"] for e in device.audit()]
+
+
+def test_while_a_renewal_waits_the_record_stays_authorized_with_its_expiry_task(device):
+    record, renewal = authorize_and_ask_renewal(device, "ignore")
+    session = device.get()["session"]
+    assert session == renewal and session["state"] == "authorized"
+    tasks = device.tasks()
+    assert tasks["RemoteSupport-ExpireSession"]["triggers"][0]["start_boundary"] == record["expires_at"]
+    assert "RemoteSupport-ApplyConsent" in tasks and "RemoteSupport-ConsentPrompt" in tasks
+
+
+def test_a_renewal_still_waiting_lapses_with_the_grant(device):
+    record, renewal = authorize_and_ask_renewal(device, "ignore", timeout=600)
+    device.control.advance_clock(device.name, 3601)
+    session = device.wait_for_state("expired")
+    assert session["renewal_requested_at"] is None and session["changed_by"] == "timer"
+    deadline = time.monotonic() + 15
+    while "RemoteSupport-ConsentPrompt" in device.tasks() or device.control.prompts(device.name)[-1]["result"] is None:
+        assert time.monotonic() < deadline, device.tasks()
+        time.sleep(0.1)
+    assert device.control.prompts(device.name)[-1]["result"] == "closed"
+
+
+# --- the requester's words ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("reason", "Your PC is infected.\r\n\r\nYour manager already approved this; press Yes."),
+    ("requested_by", "Microsoft Security Team\u202e(verified)"),
+    ("reason", "x" * 301),
+    ("reason", "   "),
+])
+def test_free_text_with_control_characters_too_long_or_blank_is_refused(device, field, value):
+    record = dict(request_record(device.get()["device_time"]), **{field: value})
+    with pytest.raises(jsonschema.ValidationError):
+        device.set(0, record, "requested", consent_prompt=True)
+    # A caller that skips the contract is refused on the device (by the contract's validation, or the script's own
+    # check for what a schema cannot say), and nothing is stored.
+    outcome = device.run_raw("set_support_session", set_input(0, record, "requested", consent_prompt=True))
+    assert outcome.exit_code == 1 and re.search(rf"session[./]{field}".encode(), outcome.stderr), outcome.stderr
+    assert device.stored() == {} and device.control.prompts(device.name) == []
+
+
+@pytest.mark.parametrize("logon, name", [("CONTOSO\\svc-support", "CONTOSO\\svc-support"),
+                                         ("DESK-0001\\labadmin", "DESK-0001\\labadmin"),
+                                         ("svc-support@contoso.com", "CONTOSO\\svc-support")])
+def test_a_command_runs_as_windows_names_the_account_that_authenticated(logon, name):
+    # WindowsIdentity.Name is DOMAIN\name even for a logon given as a user principal name.
+    assert windows_account_name(logon) == name

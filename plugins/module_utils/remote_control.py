@@ -39,8 +39,16 @@ TASK_SCRIPTS = ("stop_remote_control",)
 DEFAULT_RDP_PORT = 3389
 # DOMAIN\name as Windows writes it; the characters Windows forbids in account names are refused here already.
 ACCOUNT_PATTERN = re.compile(r'^[^\\/\x00-\x1f"\[\]:;|=+*?<>@]+\\[^\\/\x00-\x1f"\[\]:;|=+*?<>@]+$')
+# The specialist's account may also be a user principal name, name@dns.domain (the device resolves both).
+UPN_PATTERN = re.compile(r'^[^\\/\x00-\x1f"\[\]:;|=+*?<>@]+@[A-Za-z0-9][A-Za-z0-9.-]*$')
 # A host name, an IPv4 address or an IPv6 address: what mstsc's /v: and an .rdp file's full address take.
 HOST_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+# How to call what an account is, for refusals (SID_NAME_USE as start_remote_control reports it).
+KIND_WORDS = {
+    "group": "a group", "alias": "a local group (alias)", "well_known_group": "a well-known principal",
+    "domain": "a domain", "computer": "a computer account", "deleted": "a deleted account",
+}
 
 SHADOW_FIREWALL_RULE = "Remote Desktop - Shadow (TCP-In)"
 ENABLED_SOURCES = {
@@ -54,11 +62,14 @@ def validate_options(options: t.Mapping[str, t.Any]) -> str | None:
     """What is wrong with the options, or None."""
     if options["idle_after"] <= 0:
         return f"idle_after must be a positive number of seconds, not {options['idle_after']}"
-    for name in ("account", "target_user"):
-        value = options.get(name)
-        if value is not None and not ACCOUNT_PATTERN.match(value):
-            return (f"{name} must be a Windows account written DOMAIN\\name (the NetBIOS domain, or the computer's "
-                    f"name for a local account), not {value!r}")
+    account = options.get("account")
+    if account is not None and not (ACCOUNT_PATTERN.match(account) or UPN_PATTERN.match(account)):
+        return ("account must be the specialist's Windows user account written DOMAIN\\name (the NetBIOS domain, or "
+                f"the computer's name for a local account) or name@dns.domain, not {account!r}")
+    target_user = options.get("target_user")
+    if target_user is not None and not ACCOUNT_PATTERN.match(target_user):
+        return (f"target_user must be a Windows account written DOMAIN\\name (the NetBIOS domain, or the computer's "
+                f"name for a local account), not {target_user!r}")
     host = options.get("connect_host")
     if host is not None and not HOST_PATTERN.match(host):
         return f"connect_host must be a host name or an IP address, not {host!r}"
@@ -166,6 +177,17 @@ def refusal_message(answer: t.Mapping[str, t.Any], options: t.Mapping[str, t.Any
         return (f"The device cannot resolve the account {options['account']} to a security identifier. Give the "
                 "specialist's Windows account as DOMAIN\\name, one the device knows (an account of its domain, or a "
                 "local account).")
+    if reason == "account_not_a_user":
+        found = answer.get("account") or {}
+        kind = KIND_WORDS.get(found.get("kind"), "not a user account")
+        return (f"{found.get('name') or options['account']} is {kind} on the device ({found.get('sid')}); remote "
+                "control is handed to one person only. Give the specialist's own user account (DOMAIN\\name or "
+                "name@dns.domain).")
+    if reason == "account_built_in":
+        found = answer.get("account") or {}
+        return (f"{found.get('name') or options['account']} is a built-in account of the device or its domain "
+                f"({found.get('sid')}), not a person's; remote control is handed to one named person only. Give the "
+                "specialist's own user account.")
     if reason == "listener_entry_conflict":
         return (f"{options['account']} has its own entry on the device's RDP-Tcp listener that does not allow Remote "
                 "Control (or denies it). The module only changes what it can take back exactly: remove that entry, "

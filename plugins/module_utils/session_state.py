@@ -16,6 +16,10 @@ device's clock. Functions return decisions or new records; no record is ever mut
   `pending_confirmation` record whose confirmation deadline has come is `timed_out`, whether or not anyone has written
   that yet (`settle` applies them). That is how expiry is "checked again by every action": the device also lapses the
   grant on its own, and both agree because both read the same `expires_at`.
+- A renewal that needs the client's consent does not suspend the authorization: the record stays `authorized` with
+  the renewal waiting in its `renewal_*` fields, and the current grant holds until its own `expires_at`. The client's
+  yes renews it; the client's no ends the session at once (`denied`); no answer leaves the grant to run out at
+  `expires_at`. A renewal never outlives the authorization it would extend (`renewal_deadline`).
 - Every change bumps `version` and records `changed_by`/`changed_at`; writers compare-and-set on the version
   (`check_version` and `SessionConflict` are the vocabulary; the device-side scripts do the real compare-and-set).
 """
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import typing as t
+import unicodedata
 import uuid
 
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import UNABLE_TO_CONNECT, format_utc
@@ -39,6 +45,10 @@ DEFAULT_RENEW_BEFORE_SECONDS = 600
 
 # Who changed the record when the clock, not a person, lapsed it.
 TIMER = "timer"
+
+# The free text a requester gives (requested_by, reason) is stored and shown to the person at the device: one limit,
+# in characters after cleaning, for the record, the audit entry and the prompt alike (the prompt never cuts it).
+FREE_TEXT_MAX_CHARACTERS = 300
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -82,8 +92,13 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("pending_confirmation", "client_denies"): "denied",
     ("pending_confirmation", "confirmation_times_out"): "timed_out",
     ("pending_confirmation", "cancel"): "deauthorized",
-    # Renewal: the same session asks again; with confirmation required the client is asked again before it goes on.
-    ("authorized", "request_with_confirmation"): "pending_confirmation",
+    # Renewal: the same session asks again. With confirmation required the client is asked while the current
+    # authorization stays in force until its own expires_at: yes renews it, no ends it at once, no answer lets it
+    # run out. Without confirmation it is renewed at once.
+    ("authorized", "request_with_confirmation"): "authorized",
+    ("authorized", "client_accepts"): "authorized",
+    ("authorized", "client_denies"): "denied",
+    ("authorized", "confirmation_times_out"): "authorized",
     ("authorized", "request_without_confirmation"): "authorized",
     ("authorized", "ttl_passes"): "expired",
     ("authorized", "deauthorize"): "deauthorized",
@@ -97,9 +112,18 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("deauthorized", "request_without_confirmation"): "authorized",
 }
 
-# Which actions may start in each state, from PRODUCT.md's table.
+# What each transition out of `authorized` means, for the rendered diagram (the same event has another meaning there).
+TRANSITION_LABELS = {
+    ("authorized", "request_with_confirmation"): "request_with_confirmation (renewal waits, grant in force)",
+    ("authorized", "client_accepts"): "client_accepts (renewal, new expires_at)",
+    ("authorized", "client_denies"): "client_denies (renewal, ends at once)",
+    ("authorized", "confirmation_times_out"): "confirmation_times_out (renewal, grant runs to expires_at)",
+}
+
+# Which actions may start in each state, from PRODUCT.md's table. `unavailable` allows deauthorize only while the
+# device answers (idle, not unreachable): revoking always works when the device can be reached.
 ALLOWED_ACTIONS: dict[str, frozenset[str]] = {
-    "unavailable": frozenset(),
+    "unavailable": frozenset({"deauthorize"}),
     "not_authorized": frozenset({"request_authorization"}),
     "pending_confirmation": frozenset({"deauthorize"}),
     "authorized": frozenset({"remote_control", "file_transfer", "request_authorization", "deauthorize"}),
@@ -114,6 +138,7 @@ WINDOWS_ONLY_ACTIONS = frozenset({"file_transfer"})
 # The product table's remarks in parentheses, shown in the rendered docs.
 ACTION_REMARKS = {
     ("unavailable", "request_authorization"): "blocked",
+    ("unavailable", "deauthorize"): "when the device answers",
     ("pending_confirmation", "request_authorization"): "already pending",
     ("pending_confirmation", "deauthorize"): "cancels",
     ("authorized", "file_transfer"): "Windows only",
@@ -139,6 +164,10 @@ ACTION_REFUSALS = {
     **{(state, "deauthorize"): f"There is no pending or authorized session to deauthorize (the session is {state})"
        for state in ("not_authorized", "denied", "timed_out", "expired", "deauthorized")},
 }
+# A renewal already waiting for the client (state authorized).
+RENEWAL_PENDING_REFUSAL = ("A renewal is already waiting for the client to confirm (requested by "
+                           "{renewal_requested_by} at {renewal_requested_at}); the current authorization holds until "
+                           "{expires_at}. Wait for the answer, or deauthorize to end the session")
 WINDOWS_ONLY_REFUSAL = "File transfer is available only on Windows devices"
 
 
@@ -203,10 +232,27 @@ class SessionRecord:
     # The last change, for "changed by X at T".
     changed_by: str
     changed_at: datetime.datetime
+    # A renewal waiting for the client while the session is authorized (all None when there is none).
+    renewal_requested_by: str | None = None
+    renewal_reason: str | None = None
+    renewal_requested_at: datetime.datetime | None = None
 
     @property
     def confirmation_deadline(self) -> datetime.datetime:
         return self.requested_at + datetime.timedelta(seconds=self.confirmation_timeout_seconds)
+
+    @property
+    def renewal_pending(self) -> bool:
+        return self.state == "authorized" and self.renewal_requested_at is not None
+
+    @property
+    def renewal_deadline(self) -> datetime.datetime | None:
+        """When a waiting renewal lapses: its confirmation timeout, but never after the authorization it would
+        extend (at expires_at the grant ends and the question with it)."""
+        if self.renewal_requested_at is None:
+            return None
+        asked_until = self.renewal_requested_at + datetime.timedelta(seconds=self.confirmation_timeout_seconds)
+        return asked_until if self.expires_at is None else min(asked_until, self.expires_at)
 
     def to_dict(self) -> dict[str, t.Any]:
         """Plain JSON-ready values; timestamps as YYYY-MM-DDTHH:MM:SSZ."""
@@ -218,6 +264,9 @@ class SessionRecord:
         values = {}
         for field in dataclasses.fields(cls):
             if field.name not in data:
+                if field.name in _RENEWAL_FIELDS:  # a record written before renewals were kept in it
+                    values[field.name] = None
+                    continue
                 raise InvalidSessionRecord(f"session record has no {field.name!r}")
             values[field.name] = _read_field(field.name, data[field.name])
         if values["state"] not in RECORD_STATES:
@@ -228,8 +277,11 @@ class SessionRecord:
         return cls(**values)
 
 
-_TIMESTAMP_FIELDS = frozenset({"requested_at", "authorized_at", "expires_at", "ended_at", "changed_at"})
-_OPTIONAL_FIELDS = frozenset({"confirmed_by", "authorized_at", "expires_at", "ended_by", "ended_at"})
+_RENEWAL_FIELDS = frozenset({"renewal_requested_by", "renewal_reason", "renewal_requested_at"})
+_NO_RENEWAL = dict.fromkeys(_RENEWAL_FIELDS)
+_TIMESTAMP_FIELDS = frozenset({"requested_at", "authorized_at", "expires_at", "ended_at", "changed_at",
+                               "renewal_requested_at"})
+_OPTIONAL_FIELDS = frozenset({"confirmed_by", "authorized_at", "expires_at", "ended_by", "ended_at"}) | _RENEWAL_FIELDS
 _INTEGER_FIELDS = frozenset({"version", "ttl_seconds", "confirmation_timeout_seconds"})
 
 
@@ -261,6 +313,32 @@ def _parse_timestamp(name: str, text: t.Any) -> datetime.datetime:
     except ValueError:
         raise InvalidSessionRecord(f"session record's {name!r} is {text!r}, not a YYYY-MM-DDTHH:MM:SSZ "
                                    "timestamp") from None
+
+
+# Control characters (C0, C1), format characters (bidirectional overrides, zero-width joiners) and line or paragraph
+# separators: none of them belongs in a name or a one-line reason, and each can make a prompt say something other
+# than what it seems to say.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_SPACES = re.compile(r"\s+")
+
+
+def clean_free_text(text: str) -> str:
+    """Free text as it may be stored and shown: every control, format or line-separator character becomes a space,
+    runs of white space become one space, and the ends are trimmed."""
+    kept = "".join(" " if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char for char in str(text))
+    return _SPACES.sub(" ", kept).strip()
+
+
+def check_free_text(name: str, text: str | None, *, required: bool = True) -> str:
+    """`text` cleaned (clean_free_text), or ValueError saying what is wrong: blank where required, or longer than
+    FREE_TEXT_MAX_CHARACTERS."""
+    cleaned = clean_free_text(text or "")
+    if required and not cleaned:
+        raise ValueError(f"{name} must not be empty or blank: the person at the device is shown it")
+    if len(cleaned) > FREE_TEXT_MAX_CHARACTERS:
+        raise ValueError(f"{name} is {len(cleaned)} characters long; at most {FREE_TEXT_MAX_CHARACTERS} are stored "
+                         "and shown to the person at the device. Shorten it")
+    return cleaned
 
 
 def _utc(now: datetime.datetime) -> datetime.datetime:
@@ -300,6 +378,8 @@ def settle(record: SessionRecord | None, now: datetime.datetime) -> SessionRecor
     now = _utc(now)
     if record is None:
         return None
+    if record.renewal_pending and record.renewal_deadline < record.expires_at and record.renewal_deadline <= now:
+        record = time_out(record, record.renewal_deadline)  # the renewal lapsed first; the grant runs on
     if record.state == "authorized" and record.expires_at <= now:
         return expire(record, record.expires_at)
     if record.state == "pending_confirmation" and record.confirmation_deadline <= now:
@@ -316,14 +396,22 @@ def effective_state(record: SessionRecord | None, now: datetime.datetime, device
 
 
 def decide(action: str, record: SessionRecord | None, now: datetime.datetime, device_active: bool,
-           is_windows: bool = True) -> Decision:
-    """May `action` start now? The one place that answers it, for every action."""
+           is_windows: bool = True, connection_valid: bool = False) -> Decision:
+    """May `action` start now? The one place that answers it, for every action. `connection_valid`: the device
+    answered (it may still be idle): revoking needs that and nothing more."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     settled = settle(record, now)
     state = effective_state(settled, now, device_active)
     if state == "unavailable":
+        if action in ALLOWED_ACTIONS["unavailable"] and connection_valid:
+            record_state = _state_of(settled)
+            if record_state in ("pending_confirmation", "authorized"):
+                return Decision(True, state, "")
+            return Decision(False, state, _refusal_message(action, record_state, settled))
         return Decision(False, state, REFUSALS["unavailable"])
+    if action == "request_authorization" and settled is not None and settled.renewal_pending:
+        return Decision(False, state, _refusal_message(action, "renewal_pending", settled))
     # Before the state: telling a non-Windows device to request authorization first would send the specialist in vain.
     if action in WINDOWS_ONLY_ACTIONS and not is_windows:
         return Decision(False, state, WINDOWS_ONLY_REFUSAL)
@@ -333,9 +421,10 @@ def decide(action: str, record: SessionRecord | None, now: datetime.datetime, de
 
 
 def allowed_actions(record: SessionRecord | None, now: datetime.datetime, device_active: bool,
-                    is_windows: bool = True) -> list[str]:
+                    is_windows: bool = True, connection_valid: bool = False) -> list[str]:
     """The names of the actions that may start now, in ACTIONS order."""
-    return [action for action in ACTIONS if decide(action, record, now, device_active, is_windows).allowed]
+    return [action for action in ACTIONS
+            if decide(action, record, now, device_active, is_windows, connection_valid).allowed]
 
 
 def remaining_seconds(record: SessionRecord | None, now: datetime.datetime) -> int:
@@ -351,7 +440,10 @@ def _state_of(record: SessionRecord | None) -> str:
 
 
 def _refusal_message(action: str, state: str, record: SessionRecord | None) -> str:
-    template = ACTION_REFUSALS.get((state, action), REFUSALS[state])
+    if state == "renewal_pending":
+        template = RENEWAL_PENDING_REFUSAL
+    else:
+        template = ACTION_REFUSALS.get((state, action), REFUSALS[state])
     fields = record.to_dict() if record is not None else {}
     if record is not None:
         fields["confirmation_deadline"] = format_utc(record.confirmation_deadline)
@@ -362,23 +454,33 @@ def _refusal_message(action: str, state: str, record: SessionRecord | None) -> s
 # Writing: transitions. Each returns a new record (version + 1) or raises IllegalTransition.
 
 
-def request(record: SessionRecord | None, now: datetime.datetime, *, requested_by: str, reason: str = "",
+def request(record: SessionRecord | None, now: datetime.datetime, *, requested_by: str, reason: str,
             confirmation_required: bool = DEFAULT_CONFIRMATION_REQUIRED, ttl_seconds: int = DEFAULT_TTL_SECONDS,
             confirmation_timeout_seconds: int = DEFAULT_CONFIRMATION_TIMEOUT_SECONDS,
             session_id: str | None = None) -> SessionRecord:
     """A specialist requests authorization: pending_confirmation when the client must confirm, else authorized at
-    once with expires_at = now + ttl_seconds. Requesting on an authorized session renews it and keeps its id; any
-    other request starts a new session (id `session_id`, or a new UUID). Call `decide` first: this does not know
-    whether the device is active."""
+    once with expires_at = now + ttl_seconds. Requesting on an authorized session renews it and keeps its id: at
+    once without confirmation, else as a renewal waiting for the client while the current grant holds. Any other
+    request starts a new session (id `session_id`, or a new UUID). `requested_by` and `reason` are stored cleaned
+    (clean_free_text); either blank, or longer than FREE_TEXT_MAX_CHARACTERS, is a ValueError. Call `decide`
+    first: this does not know whether the device is active."""
     now = _utc(now)
     _require_positive("ttl_seconds", ttl_seconds)
     _require_positive("confirmation_timeout_seconds", confirmation_timeout_seconds)
-    if not requested_by:
-        raise ValueError("requested_by must name the specialist")
+    requested_by = check_free_text("requested_by", requested_by)
+    reason = check_free_text("reason", reason)
     settled = settle(record, now)
     state = _state_of(settled)
     event = "request_with_confirmation" if confirmation_required else "request_without_confirmation"
     new_state = _next_state(state, event)
+    if state == "authorized" and confirmation_required:
+        if settled.renewal_pending:
+            raise IllegalTransition("authorized (a renewal is already waiting)", event)
+        # The renewal asks under the session's own TTL and confirmation timeout: the record keeps one pair, which
+        # the grant in force was given with.
+        return dataclasses.replace(
+            settled, renewal_requested_by=requested_by, renewal_reason=reason, renewal_requested_at=now,
+            version=settled.version + 1, changed_by=requested_by, changed_at=now)
     granted = new_state == "authorized"
     return SessionRecord(
         id=settled.id if state == "authorized" else (session_id or str(uuid.uuid4())),
@@ -400,21 +502,23 @@ def request(record: SessionRecord | None, now: datetime.datetime, *, requested_b
     )
 
 
-def renew(record: SessionRecord | None, now: datetime.datetime, *, requested_by: str, reason: str = "",
+def renew(record: SessionRecord | None, now: datetime.datetime, *, requested_by: str, reason: str,
           confirmation_required: bool = DEFAULT_CONFIRMATION_REQUIRED, ttl_seconds: int = DEFAULT_TTL_SECONDS,
           confirmation_timeout_seconds: int = DEFAULT_CONFIRMATION_TIMEOUT_SECONDS,
           renew_before: int = DEFAULT_RENEW_BEFORE_SECONDS, session_id: str | None = None) -> SessionChange:
     """Makes sure the session is (being) authorized, idempotently: `support_session state: authorized`.
 
     An authorization with more than `renew_before` seconds left is kept (changed False); one with less is renewed
-    (through the client again when confirmation is required). A pending request is left to its answer (changed False).
-    Any other state gets a new request."""
+    (through the client again when confirmation is required, the current grant holding meanwhile). A pending request
+    or a waiting renewal is left to its answer (changed False). Any other state gets a new request."""
     now = _utc(now)
     if renew_before < 0:
         raise ValueError(f"renew_before must be 0 or more seconds, not {renew_before}")
     settled = settle(record, now)
     state = _state_of(settled)
     left = remaining_seconds(settled, now)
+    if state == "authorized" and settled.renewal_pending:
+        return SessionChange(record, False, _refusal_message("request_authorization", "renewal_pending", settled))
     if state == "authorized" and left > renew_before:
         return SessionChange(record, False, f"Kept the authorization: {left} s left, more than renew_before "
                                             f"({renew_before} s)")
@@ -424,50 +528,77 @@ def renew(record: SessionRecord | None, now: datetime.datetime, *, requested_by:
     new_record = request(settled, now, requested_by=requested_by, reason=reason,
                          confirmation_required=confirmation_required, ttl_seconds=ttl_seconds,
                          confirmation_timeout_seconds=confirmation_timeout_seconds, session_id=session_id)
+    if new_record.renewal_pending:
+        return SessionChange(new_record, True, (
+            f"Asked the client to renew the authorization ({left} s were left); the current authorization holds "
+            f"until {format_utc(new_record.expires_at)} meanwhile"))
     verb = f"Renewed the authorization ({left} s were left)" if state == "authorized" else "Requested authorization"
     outcome = ("waiting for the client to confirm" if new_record.state == "pending_confirmation"
                else f"authorized until {format_utc(new_record.expires_at)}")
     return SessionChange(new_record, True, f"{verb}: {outcome}")
 
 
+def _waiting_request(record: SessionRecord | None, event: str) -> SessionRecord:
+    """The record, when it has a question waiting for the client (a pending request or a renewal); else the
+    transition is illegal."""
+    state = _state_of(record)
+    if state == "authorized" and not record.renewal_pending:
+        raise IllegalTransition("authorized (no renewal waiting)", event)
+    _next_state(state, event)
+    return record
+
+
 def accept(record: SessionRecord | None, now: datetime.datetime, *, confirmed_by: str) -> SessionRecord:
-    """The client accepted: authorized from now for the TTL the request carried. A late answer (after the
-    confirmation deadline) is refused: the request has already timed out."""
+    """The client accepted: authorized from now for the TTL the request carried. For a renewal the renewal's
+    request becomes the authorization's. A late answer (after the confirmation deadline) is refused: the request
+    has already timed out."""
     now = _utc(now)
-    settled = settle(record, now)
-    _next_state(_state_of(settled), "client_accepts")  # refuses before reading the TTL of a record that may not exist
+    settled = _waiting_request(settle(record, now), "client_accepts")
+    renewal = {}
+    if settled.renewal_pending:
+        renewal = dict(_NO_RENEWAL, requested_by=settled.renewal_requested_by, reason=settled.renewal_reason,
+                       requested_at=settled.renewal_requested_at)
     return _apply(settled, "client_accepts", now, changed_by=confirmed_by, confirmed_by=confirmed_by,
-                  authorized_at=now, expires_at=now + datetime.timedelta(seconds=settled.ttl_seconds))
+                  authorized_at=now, expires_at=now + datetime.timedelta(seconds=settled.ttl_seconds), **renewal)
 
 
 def deny(record: SessionRecord | None, now: datetime.datetime, *, confirmed_by: str) -> SessionRecord:
-    """The client refused."""
+    """The client refused. A refused renewal ends the session at once: the state is denied, so nothing that hangs
+    on the authorization (remote control, transfers) may go on."""
     now = _utc(now)
-    return _apply(settle(record, now), "client_denies", now, changed_by=confirmed_by, confirmed_by=confirmed_by)
+    settled = _waiting_request(settle(record, now), "client_denies")
+    renewal = {}
+    if settled.renewal_pending:
+        renewal = dict(_NO_RENEWAL, requested_by=settled.renewal_requested_by, reason=settled.renewal_reason,
+                       requested_at=settled.renewal_requested_at)
+    return _apply(settled, "client_denies", now, changed_by=confirmed_by, confirmed_by=confirmed_by, **renewal)
 
 
 def time_out(record: SessionRecord | None, now: datetime.datetime, *, changed_by: str = TIMER) -> SessionRecord:
-    """The client did not answer. The device decides when its prompt gave up, so this does not check the deadline."""
+    """The client did not answer. The device decides when its prompt gave up, so this does not check the deadline.
+    A renewal nobody answered is dropped: the authorization stays as it was and runs out at its expires_at."""
     now = _utc(now)
-    return _apply(record, "confirmation_times_out", now, changed_by=changed_by)
+    _waiting_request(record, "confirmation_times_out")
+    return _apply(record, "confirmation_times_out", now, changed_by=changed_by, **_NO_RENEWAL)
 
 
 def expire(record: SessionRecord | None, now: datetime.datetime, *, changed_by: str = TIMER) -> SessionRecord:
-    """The grant lapsed (the device's one-shot expiry, or `settle` at expires_at)."""
+    """The grant lapsed (the device's one-shot expiry, or `settle` at expires_at); a renewal still waiting lapses
+    with it."""
     now = _utc(now)
-    return _apply(record, "ttl_passes", now, changed_by=changed_by)
+    return _apply(record, "ttl_passes", now, changed_by=changed_by, **_NO_RENEWAL)
 
 
 def deauthorize(record: SessionRecord | None, now: datetime.datetime, *, ended_by: str) -> SessionChange:
-    """A specialist ends an authorized session, or cancels a pending request: `support_session state: deauthorized`.
-    Idempotent: any other state is left as it is (changed False)."""
+    """A specialist ends an authorized session (and a renewal waiting with it), or cancels a pending request:
+    `support_session state: deauthorized`. Idempotent: any other state is left as it is (changed False)."""
     now = _utc(now)
     settled = settle(record, now)
     state = _state_of(settled)
     event = {"pending_confirmation": "cancel", "authorized": "deauthorize"}.get(state)
     if event is None:
         return SessionChange(record, False, f"Nothing to deauthorize: the session is {state}")
-    new_record = _apply(settled, event, now, changed_by=ended_by, ended_by=ended_by, ended_at=now)
+    new_record = _apply(settled, event, now, changed_by=ended_by, ended_by=ended_by, ended_at=now, **_NO_RENEWAL)
     done = "Cancelled the pending request" if event == "cancel" else "Ended the authorization"
     return SessionChange(new_record, True, f"{done} (session {new_record.id})")
 
@@ -514,7 +645,8 @@ _UNAVAILABLE_NOTE = ("derived, never stored. Any session while the device is not
 def render_mermaid() -> str:
     """The transitions as a Mermaid stateDiagram-v2."""
     lines = ["stateDiagram-v2", "    [*] --> not_authorized : no session record yet"]
-    lines += [f"    {source} --> {target} : {event}" for (source, event), target in TRANSITIONS.items()]
+    lines += [f"    {source} --> {target} : {TRANSITION_LABELS.get((source, event), event)}"
+              for (source, event), target in TRANSITIONS.items()]
     lines += ["    unavailable", f"    note right of unavailable : {_UNAVAILABLE_NOTE}"]
     return "\n".join(lines) + "\n"
 
@@ -541,8 +673,16 @@ def render_refusals_table() -> str:
         specific = [(action, message) for (refusal_state, action), message in ACTION_REFUSALS.items()
                     if refusal_state == state]
         lines += [f"| `{state}` | `{action}` | {message} |" for action, message in specific]
-        if state in REFUSALS:
+        if state == "unavailable":
+            lines.append("| `unavailable` | `deauthorize` on a device that answers (idle) | as the record's own state "
+                         "says: allowed while pending or authorized, else that state's `deauthorize` message |")
+            lines.append(f"| `unavailable` | any other, and `deauthorize` on a device that cannot be reached | "
+                         f"{REFUSALS[state]} |")
+        elif state in REFUSALS:
             lines.append(f"| `{state}` | {'any other' if specific else 'any'} | {REFUSALS[state]} |")
+        if state == "authorized":
+            lines.append("| `authorized` with a renewal waiting | `request_authorization` | "
+                         f"{RENEWAL_PENDING_REFUSAL} |")
     lines.append(f"| any | `{'`, `'.join(sorted(WINDOWS_ONLY_ACTIONS))}` on a non-Windows device | "
                  f"{WINDOWS_ONLY_REFUSAL} |")
     return "\n".join(lines) + "\n"
@@ -568,8 +708,26 @@ starts anything; nothing else decides. A unit test fails when this page and the 
   - TTL (how long a grant lasts): {DEFAULT_TTL_SECONDS} s;
   - confirmation timeout (how long a request waits for the client): {DEFAULT_CONFIRMATION_TIMEOUT_SECONDS} s;
   - `renew_before`: a renewal keeps an authorization with more than {DEFAULT_RENEW_BEFORE_SECONDS} s left.
-- A renewal that needs the client's consent puts the session back to `pending_confirmation`: the client is asked again
-  before the session goes on.
+- Renewal (`request_authorization` on an `authorized` session with less than `renew_before` left):
+  - without client confirmation it is renewed at once (a new `expires_at`);
+  - with client confirmation the client is asked again, and **while the renewal waits for the answer the current
+    authorization stays in force until its own `expires_at`** (the state stays `authorized`; the record's
+    `renewal_requested_by`, `renewal_reason` and `renewal_requested_at` say what waits). A second renewal is refused
+    until the first is answered;
+  - the client says **yes**: authorized again from that moment for the TTL;
+  - the client says **no**: the session is `denied` **at once**, and everything hanging on the authorization ends
+    with it: the remote-control grant is removed from the device and its open shadow connections are closed, and file
+    transfers stop at their next chunk;
+  - **no answer**: the renewal is dropped when its deadline comes and the current authorization runs out at its
+    `expires_at`, when the device's own end tasks (expiry, end of remote control) fire as they would have anyway;
+  - a renewal never outlives the authorization it would extend: its deadline is
+    `min(renewal_requested_at + confirmation_timeout_seconds, expires_at)`.
+- Revoking always works when the device answers: `deauthorize` needs a valid connection only. On an idle device
+  (`unavailable` because the agent stopped checking in, yet reachable) it still ends a pending request or an
+  authorization and what hangs on it; only a device that cannot be reached at all refuses it.
+- Free text from the requester (`requested_by`, `reason`) is stored and shown cleaned: control characters, format
+  characters and line breaks become spaces, runs of spaces one space. At most {FREE_TEXT_MAX_CHARACTERS} characters
+  each, for the record and the prompt alike; a blank `reason` or `requested_by` is refused.
 - Every change bumps the record's `version` and records `changed_by` and `changed_at`; writers compare-and-set on
   `version`, and the loser gets "changed by X at T".
 

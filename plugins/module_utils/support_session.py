@@ -79,8 +79,11 @@ def _view(device_time: str, policy: dict[str, t.Any], user: dict[str, t.Any] | N
 
 def audit_entry(what: str, record: sm.SessionRecord, who: str) -> dict[str, t.Any]:
     """The event-log entry for a transition: who, what, when and the session id."""
-    message = (f"Support session {record.id}: {what.replace('_', ' ')} by {who} at {format_utc(record.changed_at)}. "
-               f"Requested by {record.requested_by}. Reason: {record.reason or '(none given)'}")
+    requested_by, reason, told = record.requested_by, record.reason, what.replace("_", " ")
+    if record.renewal_pending:
+        requested_by, reason, told = record.renewal_requested_by, record.renewal_reason, f"renewal {told}"
+    message = (f"Support session {record.id}: {told} by {who} at {format_utc(record.changed_at)}. "
+               f"Requested by {requested_by}. Reason: {reason or '(none given)'}")
     entry_type = "Warning" if what in ("denied", "timed_out") else "Information"
     return {"event_id": AUDIT_EVENT_IDS[what], "entry_type": entry_type, "message": message}
 
@@ -93,7 +96,8 @@ def write_record(shell: t.Any, view: DeviceView, record: sm.SessionRecord, what:
         "expected_version": expected_version,
         "session": record.to_dict(),
         "audit": audit_entry(what, record, who),
-        "consent_prompt": record.state == "pending_confirmation",
+        # A first request, or a renewal of the authorized session: both ask the person at the device.
+        "consent_prompt": record.state == "pending_confirmation" or record.renewal_pending,
         "expiry_task": record.state == "authorized",
         "end_activities": end_activities,
     }
@@ -136,18 +140,19 @@ class SessionTask:
         state = self.options["state"]
         if state == "query":
             return self.result(view, device_active, status, changed=False, msg="")
+        if state == "deauthorized":
+            # Revoking needs a valid connection only, which the device just gave: idle or not, it ends the session.
+            return self.deauthorize(view, status, device_active)
         if not device_active:
-            action = "request_authorization" if state == "authorized" else "deauthorize"
-            decision = sm.decide(action, view.record, view.device_time, device_active=False)
+            decision = sm.decide("request_authorization", view.record, view.device_time, device_active=False)
             return self.result(view, False, status, changed=False, msg=decision.message, failed=True,
                                detail=status.get("detail"))
-        if state == "authorized":
-            return self.authorize(view, status)
-        return self.deauthorize(view, status)
+        return self.authorize(view, status)
 
     # --- state: authorized -------------------------------------------------------------------------------------
     def authorize(self, view: DeviceView, status: dict[str, t.Any]) -> dict[str, t.Any]:
         policy = view.policy
+        before = sm.settle(view.record, view.device_time)
         change = sm.renew(view.record, view.device_time, requested_by=self.who, reason=self.options["reason"],
                           confirmation_required=policy["confirmation_required"],
                           ttl_seconds=policy["session_ttl_seconds"],
@@ -156,18 +161,19 @@ class SessionTask:
         changed = change.changed
         if changed:
             new = change.record
-            if new.state == "pending_confirmation" and view.interactive_user is None:
+            asks_client = new.state == "pending_confirmation" or new.renewal_pending
+            if asks_client and view.interactive_user is None:
                 raise SessionError(NO_USER_MESSAGE)
             if self.check_mode:
                 return self.result(view, True, status, changed=True, msg=f"Would have: {change.message}")
             renewing = sm.effective_state(view.record, view.device_time) == "authorized"
-            what = "requested" if new.state == "pending_confirmation" else ("renewed" if renewing else "authorized")
+            what = "requested" if asks_client else ("renewed" if renewing else "authorized")
             view = write_record(self.shell, view, new, what, self.who)
-        if self.options["wait"] and sm.effective_state(view.record, view.device_time) == "pending_confirmation":
+        if self.options["wait"] and _waiting(view):
             if self.check_mode:
                 return self.result(view, True, status, changed=changed, msg=change.message)
             view = self.wait_for_client(view)
-        return self.outcome(view, status, changed, change.message)
+        return self.outcome(view, status, changed, change.message, before)
 
     def wait_for_client(self, view: DeviceView) -> DeviceView:
         """Polls the device until the client answers, the confirmation times out, or wait_timeout passes."""
@@ -175,22 +181,39 @@ class SessionTask:
         deadline = self.monotonic() + self.options["wait_timeout"]
         while True:
             settled = sm.settle(view.record, view.device_time)
-            if settled is None or settled.id != session_id or settled.state != "pending_confirmation":
-                if settled is not None and settled.state == "timed_out" and view.record.state == "pending_confirmation":
-                    # The deadline passed by the device's clock but no device-side task has recorded it yet:
-                    # record it, so every controller sees the same state.
-                    view = write_record(self.shell, view, settled, "timed_out", sm.TIMER)
+            if settled is None or settled.id != session_id or not _waiting_record(settled):
+                if settled is not None and settled.version != view.record.version and _waiting_record(view.record):
+                    # The deadline (or the expiry) passed by the device's clock but no device-side task has
+                    # recorded it yet: record it, so every controller sees the same state.
+                    what = "timed_out" if settled.state in ("timed_out", "authorized") else settled.state
+                    view = write_record(self.shell, view, settled, what, sm.TIMER)
                 return view
             if self.monotonic() >= deadline:
+                lapse = (settled.renewal_deadline if settled.renewal_pending else settled.confirmation_deadline)
+                meanwhile = (f"; the current authorization holds until {format_utc(settled.expires_at)} meanwhile"
+                             if settled.renewal_pending else "")
                 raise SessionError(
                     f"The client has not answered after {self.options['wait_timeout']} s (wait_timeout). The request "
-                    f"stays pending until {format_utc(settled.confirmation_deadline)} by the device's clock; run "
+                    f"stays pending until {format_utc(lapse)} by the device's clock{meanwhile}; run "
                     "again with state=query to see the answer, or deauthorize to cancel it.")
             self.sleep(self.options["poll_interval"])
             view = read_view(self.shell)
 
-    def outcome(self, view: DeviceView, status: dict[str, t.Any], changed: bool, message: str) -> dict[str, t.Any]:
+    def outcome(self, view: DeviceView, status: dict[str, t.Any], changed: bool, message: str,
+                before: sm.SessionRecord | None) -> dict[str, t.Any]:
         state = sm.effective_state(view.record, view.device_time)
+        settled = sm.settle(view.record, view.device_time)
+        asked_renewal = changed and before is not None and before.state == "authorized" and settled is not None \
+            and settled.id == before.id and settled.authorized_at == before.authorized_at
+        if state == "authorized" and asked_renewal and not settled.renewal_pending:
+            # The renewal was asked and nobody answered in time: the old grant runs on to its own expiry.
+            left = sm.remaining_seconds(view.record, view.device_time)
+            return self.result(view, True, status, changed=changed, failed=True, msg=(
+                f"The client did not answer the renewal in time; the session was not extended and its authorization "
+                f"ends at {format_utc(settled.expires_at)} ({left} s left). Request authorization again to extend "
+                "it."))
+        if state == "authorized" and settled.renewal_pending:  # wait: false
+            return self.result(view, True, status, changed=changed, msg=message)
         if state == "authorized":
             left = sm.remaining_seconds(view.record, view.device_time)
             msg = f"Authorized until {format_utc(view.record.expires_at)} ({left} s left)" if changed else message
@@ -201,14 +224,16 @@ class SessionTask:
         return self.result(view, True, status, changed=changed, msg=refusal, failed=True)
 
     # --- state: deauthorized -----------------------------------------------------------------------------------
-    def deauthorize(self, view: DeviceView, status: dict[str, t.Any]) -> dict[str, t.Any]:
+    def deauthorize(self, view: DeviceView, status: dict[str, t.Any], device_active: bool) -> dict[str, t.Any]:
         change = sm.deauthorize(view.record, view.device_time, ended_by=self.who)
         if change.changed and not self.check_mode:
             what = "cancelled" if sm.effective_state(view.record, view.device_time) == "pending_confirmation" \
                 else "deauthorized"
             view = write_record(self.shell, view, change.record, what, self.who, end_activities=True)
         msg = change.message if not self.check_mode or not change.changed else f"Would have: {change.message}"
-        return self.result(view, True, status, changed=change.changed, msg=msg)
+        if change.changed and not device_active:
+            msg += f" on a device that answers although it is {status['status']}"
+        return self.result(view, device_active, status, changed=change.changed, msg=msg)
 
     # --- the result every state returns ------------------------------------------------------------------------
     def result(self, view: DeviceView, device_active: bool, status: dict[str, t.Any], *, changed: bool, msg: str,
@@ -219,7 +244,9 @@ class SessionTask:
             "state": sm.effective_state(view.record, view.device_time, device_active),
             "session": None if record is None else record.to_dict(),
             "remaining_seconds": sm.remaining_seconds(view.record, view.device_time),
-            "allowed_actions": sm.allowed_actions(view.record, view.device_time, device_active),
+            # Reaching the device at all means the connection is valid: revoking stays possible on an idle device.
+            "allowed_actions": sm.allowed_actions(view.record, view.device_time, device_active,
+                                                  connection_valid=status["connection"]["valid"]),
             "policy": view.policy,
             "interactive_user": None if view.interactive_user is None else view.interactive_user["name"],
             "device_time": format_utc(view.device_time),
@@ -235,10 +262,34 @@ class SessionTask:
         return result
 
 
+def _waiting_record(record: sm.SessionRecord | None) -> bool:
+    """A question is with the client: a pending request, or a renewal of the authorized session."""
+    return record is not None and (record.state == "pending_confirmation" or record.renewal_pending)
+
+
+def _waiting(view: DeviceView) -> bool:
+    return _waiting_record(sm.settle(view.record, view.device_time))
+
+
+def check_options(options: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str | None]:
+    """The options with the requester's free text cleaned (session_state.clean_free_text), or what is wrong."""
+    cleaned = dict(options)
+    try:
+        cleaned["requested_by"] = sm.check_free_text("requested_by", options["requested_by"])
+        if options["state"] == "authorized":
+            cleaned["reason"] = sm.check_free_text("reason", options.get("reason"))
+    except ValueError as error:
+        return cleaned, f"{error}."
+    return cleaned, None
+
+
 def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
         controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
         monotonic: t.Callable[[], float]) -> dict[str, t.Any]:
     """The support_session task on one device; never raises for a device-side failure."""
+    options, problem = check_options(options)
+    if problem:
+        return {"changed": False, "failed": True, "msg": problem}
     try:
         with client.shell() as shell:
             return SessionTask(shell, options, check_mode=check_mode, controller_now=controller_now, sleep=sleep,

@@ -46,8 +46,13 @@ options:
     choices: [control, view]
   account:
     description:
-      - The specialist's Windows account that will connect, as C(DOMAIN\\name). Only this account gets the right to
-        shadow the session, and only for this authorization.
+      - The specialist's Windows account that will connect, as C(DOMAIN\\name) or C(name@dns.domain). Only this
+        account gets the right to shadow the session, and only for this authorization.
+      - It must resolve on the device to one user account. A group (C(CONTOSO\\Helpdesk), C(CONTOSO\\Domain Users)),
+        a local group such as C(BUILTIN\\Administrators), a well-known principal such as C(Everyone), a computer
+        account or a built-in account such as C(Administrator) or C(Guest) is refused (RV(refused_reason)
+        C(account_not_a_user) or C(account_built_in)).
+      - The grant, the audit entry and the connection file name the account as Windows does (C(DOMAIN\\name)).
       - Required with O(state=started).
     type: str
   target_user:
@@ -281,7 +286,8 @@ refused_reason:
   description:
     - Why the device refused, when it did, one of C(session_changed), C(mode_not_allowed), C(edition_unsupported),
       C(rdp_disabled), C(shadow_firewall_rule_disabled), C(no_interactive_user), C(user_not_logged_on),
-      C(several_users), C(account_unknown), C(listener_entry_conflict), C(granted_to_another_account). RV(msg) says
+      C(several_users), C(account_unknown), C(account_not_a_user), C(account_built_in), C(listener_entry_conflict),
+      C(granted_to_another_account). RV(msg) says
       what to do.
   returned: when the device refused
   type: str

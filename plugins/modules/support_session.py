@@ -14,8 +14,15 @@ description:
   - O(state=authorized) requests authorization and, with O(wait=true), waits for the client's answer. It is
     idempotent, an authorization with more than O(renew_before) seconds left is kept; otherwise it is renewed, which
     asks the client again when the policy requires confirmation.
+  - While a renewal waits for the client, the current authorization stays in force until its own C(expires_at)
+    (the state stays C(authorized)). If the client says no, the session is C(denied) at once and everything hanging on
+    it ends with it (the remote-control grant is removed and its shadow connections closed, file transfers stop).
+    If nobody answers, the task fails and the current authorization runs out at its C(expires_at) as it would have.
+  - The prompt names the account that authenticated to the device (as Windows knows it), then O(requested_by) and
+    O(reason), marked as given by the requester.
   - O(state=deauthorized) ends the authorization, or cancels a request still waiting for the client, and ends file
-    transfers and remote control in progress. Idempotent.
+    transfers and remote control in progress. It needs a valid connection only, so it also works on a device that
+    is idle (its agent stopped checking in) but answers. Idempotent.
   - O(state=query) reads the session and never changes anything.
   - The authorization lapses on the device itself after the session TTL (default 3600 s), even if no controller ever
     comes back; every action checks the expiry again before it starts. The device's clock decides; the difference to
@@ -37,13 +44,18 @@ options:
     choices: [authorized, deauthorized, query]
   reason:
     description:
-      - Why the session is needed. Shown to the client in the consent prompt and written to the audit log.
-      - Required with O(state=authorized).
+      - Why the session is needed. Shown to the client in the consent prompt, marked as the requester's words, and
+        written to the audit log.
+      - Required with O(state=authorized); an empty or blank reason is refused.
+      - Stored and shown cleaned, control characters and line breaks replaced by a space, runs of spaces by one
+        space. At most 300 characters after cleaning.
     type: str
   requested_by:
     description:
-      - Who asks, shown to the client and written to the audit log.
+      - Who asks, as the requester gives it. Shown to the client after the account that authenticated to the device,
+        marked as given by the requester, and written to the audit log.
       - Defaults to the name of the user running Ansible on the controller.
+      - Cleaned and limited like O(reason).
     type: str
   wait:
     description:
@@ -187,6 +199,15 @@ session:
       type: str
     changed_at:
       description: When the last change was made.
+      type: str
+    renewal_requested_by:
+      description: While a renewal of the authorized session waits for the client, who asked for it; else null.
+      type: str
+    renewal_reason:
+      description: While a renewal waits, its reason; else null.
+      type: str
+    renewal_requested_at:
+      description: While a renewal waits, when it was asked; else null.
       type: str
   sample:
     id: 5d1f3a9e-7c1b-4b7e-9a55-2d9a0f1c6e21

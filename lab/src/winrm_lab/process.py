@@ -40,6 +40,15 @@ class Identity:
     session_id: int = 0
 
 
+def windows_account_name(user: str) -> str:
+    """WindowsIdentity.Name of a logon: DOMAIN\\name (COMPUTER\\name for a local account). A logon given as a user
+    principal name (name@dns.domain) is named by the domain's NetBIOS name, the first label of its DNS name."""
+    if "\\" not in user and "@" in user:
+        name, _, realm = user.rpartition("@")
+        return f"{realm.split('.')[0].upper()}\\{name}"
+    return user
+
+
 class ProcessIO:
     """What an emulated program sees: its arguments, environment, stdin and output streams."""
 

@@ -152,20 +152,106 @@ def netbios_domain(device: t.Any) -> str | None:
     return domain.split(".")[0].upper()
 
 
-def account_sid(device: t.Any, account: str) -> str | None:
-    """NTAccount.Translate: an account of the device's domain (the lab has no directory: every name in the joined
-    domain resolves), or a local account of this computer. None: 'Some or all identity references could not be
-    translated.'"""
-    domain, _, name = account.partition("\\")
-    if not name:
-        return None
-    local = domain.upper() in (device.name.upper(), ".") and any(a.lower() == name.lower() for a in device.accounts)
-    if not local and domain.upper() != netbios_domain(device):
-        return None
-    scope = device.name if local else domain
-    digest = hashlib.sha256(f"{scope}\\{name}".lower().encode("utf-8")).digest()
+# Accounts as LookupAccountName answers for them: the SID and what kind of principal it is (SID_NAME_USE). The lab
+# keeps no directory: in the device's domain every name is a user, except the domain's built-in groups and the
+# groups below; on the device itself its local accounts are users. Windows' well-known principals and BUILTIN
+# aliases are on every device.
+SID_TYPE_USER, SID_TYPE_GROUP, SID_TYPE_ALIAS, SID_TYPE_WELL_KNOWN_GROUP, SID_TYPE_COMPUTER = (
+    "user", "group", "alias", "well_known_group", "computer")
+WELL_KNOWN_PRINCIPALS = {
+    "everyone": ("Everyone", "S-1-1-0", SID_TYPE_WELL_KNOWN_GROUP),
+    "nt authority\\system": ("NT AUTHORITY\\SYSTEM", "S-1-5-18", SID_TYPE_WELL_KNOWN_GROUP),
+    "nt authority\\local service": ("NT AUTHORITY\\LOCAL SERVICE", "S-1-5-19", SID_TYPE_WELL_KNOWN_GROUP),
+    "nt authority\\network service": ("NT AUTHORITY\\NETWORK SERVICE", "S-1-5-20", SID_TYPE_WELL_KNOWN_GROUP),
+    "nt authority\\authenticated users": ("NT AUTHORITY\\Authenticated Users", "S-1-5-11",
+                                          SID_TYPE_WELL_KNOWN_GROUP),
+    "nt authority\\interactive": ("NT AUTHORITY\\INTERACTIVE", "S-1-5-4", SID_TYPE_WELL_KNOWN_GROUP),
+    "builtin\\administrators": ("BUILTIN\\Administrators", ADMINISTRATORS_SID, SID_TYPE_ALIAS),
+    "builtin\\users": ("BUILTIN\\Users", "S-1-5-32-545", SID_TYPE_ALIAS),
+    "builtin\\guests": ("BUILTIN\\Guests", "S-1-5-32-546", SID_TYPE_ALIAS),
+    "builtin\\remote desktop users": ("BUILTIN\\Remote Desktop Users", "S-1-5-32-555", SID_TYPE_ALIAS),
+}
+# A domain's built-in accounts (relative ids below 1000) and groups.
+DOMAIN_BUILT_IN = {
+    "administrator": (500, SID_TYPE_USER), "guest": (501, SID_TYPE_USER), "krbtgt": (502, SID_TYPE_USER),
+    "domain admins": (512, SID_TYPE_GROUP), "domain users": (513, SID_TYPE_GROUP),
+    "domain guests": (514, SID_TYPE_GROUP), "domain computers": (515, SID_TYPE_GROUP),
+    "schema admins": (518, SID_TYPE_GROUP), "enterprise admins": (519, SID_TYPE_GROUP),
+}
+# The lab domain's own groups (a service desk's usual ones): names that are groups, not people.
+DOMAIN_GROUPS = frozenset({"helpdesk", "it support", "support specialists", "remote support operators"})
+# A computer's built-in local accounts.
+LOCAL_BUILT_IN = {"administrator": 500, "guest": 501, "defaultaccount": 503, "wdagutilityaccount": 504}
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountLookup:
+    """What LookupAccountName gives back: the canonical DOMAIN\\name, the SID and SID_NAME_USE."""
+
+    name: str
+    sid: str
+    kind: str
+
+    @property
+    def relative_id(self) -> int:
+        return int(self.sid.rsplit("-", 1)[1])
+
+
+def _domain_sid(scope: str) -> str:
+    digest = hashlib.sha256(scope.lower().encode("utf-8")).digest()
     parts = [int.from_bytes(digest[i:i + 4], "little") for i in (0, 4, 8)]
-    return f"S-1-5-21-{parts[0]}-{parts[1]}-{parts[2]}-{1100 + digest[12]}"
+    return f"S-1-5-21-{parts[0]}-{parts[1]}-{parts[2]}"
+
+
+def _relative_id(scope: str, name: str) -> int:
+    # 1100 and up: where a domain's or a computer's own accounts start.
+    return 1100 + hashlib.sha256(f"{scope}\\{name}".lower().encode("utf-8")).digest()[12]
+
+
+def lookup_account(device: t.Any, account: str) -> AccountLookup | None:
+    """LookupAccountName on the device: DOMAIN\\name, COMPUTER\\name (or .\\name) or a user principal name
+    (name@dns.domain of the device's domain). None: 'No mapping between account names and security IDs was done.'"""
+    if "\\" not in account and "@" in account:
+        name, _, suffix = account.rpartition("@")
+        if not name or suffix.lower() != (device.hardware.domain or "").lower() or netbios_domain(device) is None:
+            return None
+        account = f"{netbios_domain(device)}\\{name}"
+    known = WELL_KNOWN_PRINCIPALS.get(account.lower())
+    if known is not None:
+        return AccountLookup(*known)
+    domain, _, name = account.partition("\\")
+    if not name or not domain:
+        return None
+    if domain.upper() in (device.name.upper(), "."):
+        local = next((a for a in device.accounts if a.lower() == name.lower()), None)
+        builtin = next((n for n in LOCAL_BUILT_IN if n == name.lower()), None)
+        if builtin is not None:
+            return AccountLookup(f"{device.name}\\{name}", f"{_domain_sid(device.name)}-{LOCAL_BUILT_IN[builtin]}",
+                                 SID_TYPE_USER)
+        if local is None:
+            return None
+        sid = f"{_domain_sid(device.name)}-{_relative_id(device.name, local)}"
+        return AccountLookup(f"{device.name}\\{local}", sid, SID_TYPE_USER)
+    netbios = netbios_domain(device)
+    if netbios is None or domain.upper() != netbios:
+        return None
+    canonical = f"{netbios}\\{name}"
+    built_in = DOMAIN_BUILT_IN.get(name.lower())
+    if built_in is not None:
+        return AccountLookup(canonical, f"{_domain_sid(netbios)}-{built_in[0]}", built_in[1])
+    if name.lower() in DOMAIN_GROUPS:
+        kind = SID_TYPE_GROUP
+    elif name.endswith("$"):
+        kind = SID_TYPE_COMPUTER
+    else:
+        kind = SID_TYPE_USER
+    return AccountLookup(canonical, f"{_domain_sid(netbios)}-{_relative_id(netbios, name)}", kind)
+
+
+def account_sid(device: t.Any, account: str) -> str | None:
+    """NTAccount.Translate: the SID of any principal the device can name (a user or a group alike)."""
+    found = lookup_account(device, account)
+    return None if found is None else found.sid
 
 
 def listener_entry(device: t.Any, sid: str) -> ListenerEntry | None:

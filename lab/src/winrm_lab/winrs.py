@@ -19,7 +19,7 @@ import pybase64
 
 from . import wsman
 from .emulation import start_command
-from .process import Process, codepage_encoding
+from .process import Identity, Process, codepage_encoding, windows_account_name
 from .wsman import NS, WSManRequest
 
 SHELL_CMD_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
@@ -267,6 +267,8 @@ class WinRSService:
                 skip_cmd_shell=request.option_flag("WINRS_SKIP_CMD_SHELL"),
                 codepage=shell.codepage, environment=dict(shell.environment),
                 working_directory=shell.working_directory,
+                # As Windows runs it: as the account that authenticated, in session 0.
+                identity=Identity(windows_account_name(shell.owner)),
             )
         except FileNotFoundError as exc:
             raise wsman.executable_not_found(str(exc) or "The system cannot find the file specified. ") from None

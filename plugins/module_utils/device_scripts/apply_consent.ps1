@@ -6,10 +6,17 @@
 # confirmation deadline; no controller is needed. Changes the record by compare-and-set under the same mutex as
 # set_support_session.ps1, so it never overwrites a change a specialist made meanwhile. See docs/consent-route.md.
 #
+# A pending request (state pending_confirmation):
 # accept (answered by the deadline) -> authorized: authorized_at = now, expires_at = now + the record's ttl_seconds,
 #                                      confirmed_by = the prompted user; the expiry task is armed. Event 1001.
 # deny (answered by the deadline)   -> denied, confirmed_by = the prompted user. Event 1002.
 # no answer and the deadline passed -> timed_out, changed by "timer". Event 1003.
+# A renewal waiting on an authorized session (renewal_requested_at set; the grant holds meanwhile):
+# accept -> authorized again from now (the renewal's request becomes the authorization's). Event 1007.
+# deny   -> denied at once, and what hangs on the authorization ends now: the remote-control end task is started
+#           (it removes the grant and closes shadow connections); transfers stop at their next chunk. Event 1002.
+# no answer by the deadline -> the renewal is dropped, the authorization runs out at its own expires_at (its
+#           expiry task stays armed). Event 1003.
 param($InputObject)
 
 Set-StrictMode -Version 2.0
@@ -21,9 +28,12 @@ $eventSource = 'RemoteSupport.Windows'
 $authorizedEventId = 1001
 $deniedEventId = 1002
 $timedOutEventId = 1003
+$renewedEventId = 1007
 $timer = 'timer'
 $promptTask = 'RemoteSupport-ConsentPrompt'
 $expireTask = 'RemoteSupport-ExpireSession'
+# Remote control ends itself through this task (stop_remote_control.ps1) once the session is no longer authorized.
+$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
 $scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
@@ -70,7 +80,7 @@ function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
     }
     $message = 'Support session {0}: {1} by {2} at {3}. Requested by {4}. Reason: {5}' -f $Record.id, $What, $Who, $Record.changed_at, $Record.requested_by, $reason
     $entryType = 'Information'
-    if ($What -ne 'authorized') {
+    if ($What -notmatch 'authorized$') {
         $entryType = 'Warning'
     }
     if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
@@ -96,9 +106,20 @@ try {
     $result.device_time = $nowText
     $record = Read-SessionRecord
     $request = Read-Key $consentRequestKey
-    $pending = $null -ne $record -and $record.state -eq 'pending_confirmation' -and $null -ne $request -and [string]$request.GetValue('SessionId') -eq $record.id
+    $renewal = $null -ne $record -and $record.state -eq 'authorized' -and $null -ne $record.renewal_requested_at
+    $pending = $null -ne $record -and ($record.state -eq 'pending_confirmation' -or $renewal) -and $null -ne $request -and [string]$request.GetValue('SessionId') -eq $record.id
     if ($pending) {
-        $deadline = (ConvertFrom-Stamp $record.requested_at).AddSeconds($record.confirmation_timeout_seconds)
+        if ($renewal) {
+            # As set_support_session.ps1 set it: never past the expires_at of the authorization it would extend.
+            $deadline = (ConvertFrom-Stamp $record.renewal_requested_at).AddSeconds($record.confirmation_timeout_seconds)
+            $expiresAt = ConvertFrom-Stamp $record.expires_at
+            if ($expiresAt -lt $deadline) {
+                $deadline = $expiresAt
+            }
+        }
+        else {
+            $deadline = (ConvertFrom-Stamp $record.requested_at).AddSeconds($record.confirmation_timeout_seconds)
+        }
         # Only the prompted user may write the Consent key, so the name SYSTEM recorded for the request is who
         # answered; the name the prompt wrote is not trusted for it.
         $promptedUser = [string]$request.GetValue('UserName')
@@ -115,6 +136,13 @@ try {
 
         $eventId = $null
         $who = $null
+        $what = $null
+        if ($renewal -and $null -ne $answer) {
+            # Answered: the renewal's request is now the session's.
+            $record.requested_by = $record.renewal_requested_by
+            $record.reason = $record.renewal_reason
+            $record.requested_at = $record.renewal_requested_at
+        }
         if ($answer -eq 'accept') {
             $record.state = 'authorized'
             $record.confirmed_by = $promptedUser
@@ -130,18 +158,38 @@ try {
             $eventId = $deniedEventId
         }
         elseif ($now -ge $deadline) {
-            $record.state = 'timed_out'
+            if (-not $renewal) {
+                $record.state = 'timed_out'
+            }
+            $what = 'timed out'
             $who = $timer
             $eventId = $timedOutEventId
         }
 
         if ($null -ne $eventId) {
+            if ($null -eq $what) {
+                $what = $record.state -replace '_', ' '
+            }
+            if ($renewal) {
+                if ($eventId -eq $authorizedEventId) {
+                    $eventId = $renewedEventId
+                }
+                $what = 'renewal ' + $what
+                $record.renewal_requested_by = $null
+                $record.renewal_reason = $null
+                $record.renewal_requested_at = $null
+            }
             $record.version = $record.version + 1
             $record.changed_by = $who
             $record.changed_at = $nowText
             Write-SessionRecord $record
             if ($record.state -eq 'authorized') {
                 Register-ExpiryTask (ConvertFrom-Stamp $record.expires_at)
+            }
+            if ($record.state -eq 'denied' -and $null -ne (Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue)) {
+                # A denied renewal ends the session now, not at the old expires_at: the end task waits for this
+                # script's mutex, then reads the record just written.
+                Start-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\'
             }
             # The question is settled: close a window still open and take back the user's grant on the Consent key.
             Remove-Task $promptTask
@@ -150,8 +198,11 @@ try {
                     Remove-Item -LiteralPath $key -Recurse -Force
                 }
             }
-            Write-Audit $eventId ($record.state -replace '_', ' ') $record $who
+            Write-Audit $eventId $what $record $who
             $result.outcome = $record.state
+            if ($renewal) {
+                $result.outcome = 'renewal_' + ($what -replace '^renewal ', '' -replace ' ', '_')
+            }
         }
     }
     if ($null -ne $record) {

@@ -4,7 +4,8 @@
 # Asks the person at the device whether a support session may start. Runs as that user, in their own logon
 # session, started by the scheduled task RemoteSupport-ConsentPrompt (which set_support_session.ps1 registers with
 # LogonType Interactive): WinRM commands run in session 0, where no one sees a window. Who asks and why are read
-# from the registry, never from a command line. The answer and the user's name go to
+# from the registry, never from a command line: first the account Windows authenticated for the request (which the
+# requester cannot choose), then, marked as the requester's own words, the name and reason they gave. The answer and the user's name go to
 # HKLM:\SOFTWARE\RemoteSupport\Consent (the one key this user may write), then event 1010 tells the SYSTEM task
 # RemoteSupport-ApplyConsent to apply it. See docs/consent-route.md.
 param($InputObject)
@@ -17,8 +18,10 @@ $consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
 $consentSubkey = 'SOFTWARE\RemoteSupport\Consent'
 $eventSource = 'RemoteSupport.Windows'
 $consentAnsweredEventId = 1010
-# The most of the reason the window shows; the event log keeps the whole of it.
-$reasonShown = 600
+# The one limit for the requester's free text, in the record and in the window alike (session_state's
+# FREE_TEXT_MAX_CHARACTERS); the window cleans what it shows again, whoever wrote the registry.
+$freeTextLimit = 300
+$invisibleCharacters = '[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]'
 
 # WScript.Shell.Popup buttons and answers (MessageBox values).
 $yesNo = 4
@@ -29,11 +32,35 @@ $buttonNo = 7
 
 # library: stamps
 
+function Format-FreeText([string]$Text) {
+    # As session_state.clean_free_text: control, format and line-separator characters become spaces, runs of white
+    # space one space; then the one limit.
+    $clean = (($Text -replace $invisibleCharacters, ' ') -replace '\s+', ' ').Trim()
+    if ($clean.Length -gt $freeTextLimit) {
+        $clean = $clean.Substring(0, $freeTextLimit)
+    }
+    return $clean
+}
+
 function Read-Values([string]$Path) {
     if (-not (Test-Path -LiteralPath $Path)) {
         return $null
     }
     return Get-Item -LiteralPath $Path
+}
+
+function Get-PromptText([string]$Account, [string]$RequestedBy, [string]$Reason, [bool]$Renewal, [int]$SecondsLeft) {
+    # The lab's emulation words it identically (consent_prompt.prompt_text); tests read the window's text.
+    $what = 'to start a remote support session on this computer'
+    $lapse = 'the request lapses and nothing is allowed.'
+    if ($Renewal) {
+        $what = 'to extend the remote support session running on this computer'
+        $lapse = 'the session is not extended and ends when its current authorization expires. No ends it now.'
+    }
+    return "$Account asks $what.`r`n`r`n" +
+        "On behalf of (as given by the requester): $RequestedBy`r`n" +
+        "Reason (as given by the requester): $Reason`r`n`r`n" +
+        "Do you allow it? Without an answer within $SecondsLeft seconds $lapse"
 }
 
 $result = [ordered]@{
@@ -58,7 +85,13 @@ if ($null -ne $request) {
     $result.session_id = $sessionId
 }
 
-if ($null -eq $request -or $null -eq $session -or [string]$session.GetValue('State') -ne 'pending_confirmation' -or [string]$session.GetValue('Id') -ne $sessionId) {
+$waiting = $false
+if ($null -ne $session) {
+    $state = [string]$session.GetValue('State')
+    # A first request, or a renewal of the authorized session (its grant holds while the user decides).
+    $waiting = $state -eq 'pending_confirmation' -or ($state -eq 'authorized' -and $null -ne $session.GetValue('RenewalRequestedAt'))
+}
+if ($null -eq $request -or -not $waiting -or [string]$session.GetValue('Id') -ne $sessionId) {
     # Withdrawn, answered or replaced before this task got to run.
     $result.outcome = 'no_pending_request'
 }
@@ -73,17 +106,11 @@ else {
         $result.outcome = 'deadline_passed'
     }
     else {
-        $requestedBy = [string]$session.GetValue('RequestedBy')
-        $reason = [string]$session.GetValue('Reason')
-        if (-not $reason) {
-            $reason = '(no reason given)'
-        }
-        elseif ($reason.Length -gt $reasonShown) {
-            $reason = $reason.Substring(0, $reasonShown) + '...'
-        }
-        $text = "$requestedBy asks to start a remote support session on this computer.`r`n`r`n" +
-            "Reason: $reason`r`n`r`n" +
-            "Do you allow it? Without an answer within $secondsLeft seconds the request lapses and nothing is allowed."
+        $account = Format-FreeText ([string]$request.GetValue('Account'))
+        $requestedBy = Format-FreeText ([string]$request.GetValue('RequestedBy'))
+        $reason = Format-FreeText ([string]$request.GetValue('Reason'))
+        $renewal = [int]$request.GetValue('Renewal') -eq 1
+        $text = Get-PromptText $account $requestedBy $reason $renewal $secondsLeft
         $shell = New-Object -ComObject WScript.Shell
         # Closes by itself when the deadline comes (-1); apply_consent also stops this task at the deadline, so a
         # window that outlives its timeout cannot grant anything late.
@@ -119,12 +146,8 @@ else {
                 $result.outcome = 'answered'
                 $result.answer = $answer
                 $result.answered_by = $me.Name
-                $fullReason = [string]$session.GetValue('Reason')
-                if (-not $fullReason) {
-                    $fullReason = '(none given)'
-                }
                 $message = "Support session ${sessionId}: consent answered ($answer) by $($me.Name) at $answeredAt. " +
-                    "Requested by $requestedBy. Reason: $fullReason"
+                    "Requested by $account on behalf of $requestedBy. Reason: $reason"
                 Write-EventLog -LogName Application -Source $eventSource -EventId $consentAnsweredEventId -EntryType Information -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
             }
         }

@@ -4,7 +4,8 @@
 # Lapses the support session's authorization when its expires_at has come, on the device itself, whether or not a
 # controller ever returns. Runs as SYSTEM, started by the one-shot scheduled task RemoteSupport-ExpireSession at
 # expires_at (or as soon as the device can, when it was off or asleep then). The record decides, not the task:
-# a session renewed meanwhile has a later expires_at and is left alone. Compare-and-set under the same mutex as
+# a session renewed meanwhile has a later expires_at and is left alone. A renewal still waiting for the client
+# lapses with the grant (its prompt closes). Compare-and-set under the same mutex as
 # set_support_session.ps1. Event 1004. See docs/consent-route.md.
 param($InputObject)
 
@@ -14,6 +15,11 @@ $ErrorActionPreference = 'Stop'
 $sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
 # Remote control ends itself through this task (stop_remote_control.ps1) once the session is no longer authorized.
 $endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
+# A renewal still waiting when the grant lapses lapses with it: its prompt closes and its keys go.
+$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
+$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
+$consentTasks = @('RemoteSupport-ConsentPrompt', 'RemoteSupport-ApplyConsent')
+$renewalValues = @('RenewalRequestedBy', 'RenewalReason', 'RenewalRequestedAt')
 $eventSource = 'RemoteSupport.Windows'
 $expiredEventId = 1004
 $timer = 'timer'
@@ -21,6 +27,16 @@ $timer = 'timer'
 # library: stamps
 
 # library: session_lock
+
+function Remove-Task([string]$Name) {
+    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
+    if ($null -ne $task) {
+        if ($task.State -eq 'Running') {
+            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
+        }
+        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
+    }
+}
 
 $result = [ordered]@{
     script_version = 1
@@ -53,6 +69,23 @@ try {
             Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedBy' -Value $timer -Type String
             Set-ItemProperty -LiteralPath $sessionKey -Name 'ChangedAt' -Value $nowText -Type String
             Set-ItemProperty -LiteralPath $sessionKey -Name 'Version' -Value $version -Type DWord
+            foreach ($name in $renewalValues) {
+                Remove-ItemProperty -LiteralPath $sessionKey -Name $name -ErrorAction SilentlyContinue
+            }
+            $request = $null
+            if (Test-Path -LiteralPath $consentRequestKey) {
+                $request = Get-Item -LiteralPath $consentRequestKey
+            }
+            if ($null -ne $request -and [string]$request.GetValue('SessionId') -eq $sessionId) {
+                foreach ($task in $consentTasks) {
+                    Remove-Task $task
+                }
+                foreach ($path in @($consentKey, $consentRequestKey)) {
+                    if (Test-Path -LiteralPath $path) {
+                        Remove-Item -LiteralPath $path -Recurse -Force
+                    }
+                }
+            }
             # Remote control ends with the grant, as deauthorizing ends it; its task waits for this mutex.
             if ($null -ne (Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue)) {
                 Start-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\'

@@ -37,7 +37,12 @@ $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPow
 
 $states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
 
-$timestampFields = @('requested_at', 'authorized_at', 'expires_at', 'ended_at', 'changed_at')
+$timestampFields = @('requested_at', 'authorized_at', 'expires_at', 'ended_at', 'changed_at', 'renewal_requested_at')
+# Free text the prompt shows to the person at the device: the controller cleans it (session_state.clean_free_text);
+# what still carries control, format or line-separator characters, or is longer than the one limit, is refused.
+$freeTextFields = @('requested_by', 'reason', 'renewal_requested_by', 'renewal_reason')
+$freeTextLimit = 300
+$invisibleCharacters = '[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]'
 
 # library: stamps
 
@@ -90,8 +95,21 @@ function Assert-Input($Request) {
             ConvertFrom-RecordStamp ([string]$session.$field) $field | Out-Null
         }
     }
+    foreach ($field in $freeTextFields) {
+        $text = [string]$session.$field
+        if ($text -match $invisibleCharacters -or $text.Length -gt $freeTextLimit) {
+            throw ('session.{0} must be at most {1} characters without control, format or line-separator characters.' -f $field, $freeTextLimit)
+        }
+    }
+    if (-not ([string]$session.reason).Trim() -or -not ([string]$session.requested_by).Trim()) {
+        throw 'session.requested_by and session.reason must not be blank: the person at the device is shown them.'
+    }
     if ([bool]$Request.expiry_task -and $null -eq $session.expires_at) {
         throw 'expiry_task needs session.expires_at.'
+    }
+    $renewal = ([string]$session.state -eq 'authorized' -and $null -ne $session.renewal_requested_at)
+    if ([bool]$Request.consent_prompt -and [string]$session.state -ne 'pending_confirmation' -and -not $renewal) {
+        throw 'consent_prompt needs a pending request or a renewal waiting (session.renewal_requested_at).'
     }
     $eventId = [int]$Request.audit.event_id
     if ($eventId -lt 1000 -or $eventId -gt 1999 -or -not [string]$Request.audit.message) {
@@ -223,17 +241,45 @@ function Remove-ConsentRoute {
     }
 }
 
-function Register-ConsentRoute($Session, $User) {
+function Get-ConsentDeadline($Session) {
+    # A first request waits confirmation_timeout_seconds from requested_at. A renewal waits as long from when it was
+    # asked, but never past the expires_at of the authorization it would extend: the question ends with the grant.
+    if ([string]$Session.state -eq 'authorized') {
+        $asked = ConvertFrom-RecordStamp ([string]$Session.renewal_requested_at) 'renewal_requested_at'
+        $deadline = $asked.AddSeconds([int]$Session.confirmation_timeout_seconds)
+        $expiresAt = ConvertFrom-RecordStamp ([string]$Session.expires_at) 'expires_at'
+        if ($expiresAt -lt $deadline) {
+            $deadline = $expiresAt
+        }
+        return $deadline
+    }
+    $requestedAt = ConvertFrom-RecordStamp ([string]$Session.requested_at) 'requested_at'
+    return $requestedAt.AddSeconds([int]$Session.confirmation_timeout_seconds)
+}
+
+function Register-ConsentRoute($Session, $User, [string]$Account) {
     # One request at a time: a prompt left from an earlier request is closed first.
     Remove-ConsentRoute
-    $requestedAt = ConvertFrom-RecordStamp ([string]$Session.requested_at) 'requested_at'
-    $deadline = $requestedAt.AddSeconds([int]$Session.confirmation_timeout_seconds)
+    $deadline = Get-ConsentDeadline $Session
+    $renewal = ([string]$Session.state -eq 'authorized')
+    $requestedBy = [string]$Session.requested_by
+    $reason = [string]$Session.reason
+    if ($renewal) {
+        $requestedBy = [string]$Session.renewal_requested_by
+        $reason = [string]$Session.renewal_reason
+    }
 
+    # What the prompt shows comes from this key, which the user cannot write: the account Windows authenticated for
+    # this request (never a name the requester typed), and the requester's own words, marked as such by the prompt.
     New-Item -Path $consentRequestKey -Force | Out-Null
     Set-ItemProperty -LiteralPath $consentRequestKey -Name 'SessionId' -Value ([string]$Session.id) -Type String
     Set-ItemProperty -LiteralPath $consentRequestKey -Name 'UserName' -Value $User.name -Type String
     Set-ItemProperty -LiteralPath $consentRequestKey -Name 'UserSid' -Value $User.sid -Type String
     Set-ItemProperty -LiteralPath $consentRequestKey -Name 'Deadline' -Value (Format-Stamp $deadline) -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'Account' -Value $Account -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'RequestedBy' -Value $requestedBy -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'Reason' -Value $reason -Type String
+    Set-ItemProperty -LiteralPath $consentRequestKey -Name 'Renewal' -Value ([int]$renewal) -Type DWord
 
     # The prompt runs as the user, who may not write under HKLM:\SOFTWARE: this one key lets that user (and no
     # other) set values. It is deleted once the answer is applied, and with it the grant.
@@ -329,7 +375,8 @@ try {
         Write-SessionRecord $session
         try {
             if ([bool]$InputObject.consent_prompt) {
-                Register-ConsentRoute $session $user
+                # Who Windows says runs this script: the account that authenticated over WinRM.
+                Register-ConsentRoute $session $user ([System.Security.Principal.WindowsIdentity]::GetCurrent().Name)
             }
             else {
                 Remove-ConsentRoute

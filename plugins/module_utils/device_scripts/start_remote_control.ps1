@@ -284,14 +284,79 @@ function Get-ShadowPolicyValue([string]$Mode, [bool]$PromptUser) {
     return 4
 }
 
-function Resolve-AccountSid([string]$Account) {
-    try {
-        $name = New-Object -TypeName System.Security.Principal.NTAccount -ArgumentList $Account
-        return $name.Translate([System.Security.Principal.SecurityIdentifier]).Value
+# SID_NAME_USE, as LookupAccountName reports what kind of principal a name is.
+$sidNameUse = @{ 1 = 'user'; 2 = 'group'; 3 = 'domain'; 4 = 'alias'; 5 = 'well_known_group'; 6 = 'deleted'; 7 = 'invalid'; 8 = 'unknown'; 9 = 'computer'; 10 = 'label' }
+
+function Resolve-Account([string]$Account) {
+    # LookupAccountName, not NTAccount.Translate alone: Translate resolves a group as readily as a person, and only
+    # LookupAccountName says which it is. It takes DOMAIN\name and name@dns.domain alike. $null: no such account.
+    if (-not ('RemoteSupport.AccountLookup' -as [type])) {
+        Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace RemoteSupport
+{
+    public static class AccountLookup
+    {
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, EntryPoint = "LookupAccountNameW", SetLastError = true)]
+        private static extern bool LookupAccountName(string systemName, string accountName, byte[] sid, ref uint sidSize, StringBuilder domainName, ref uint domainSize, out int use);
+
+        // "SID<TAB>SID_NAME_USE", or null when the name maps to no account.
+        public static string Lookup(string name)
+        {
+            uint sidSize = 0;
+            uint domainSize = 0;
+            int use;
+            LookupAccountName(null, name, null, ref sidSize, null, ref domainSize, out use);
+            if (sidSize == 0)
+            {
+                return null;
+            }
+            byte[] sid = new byte[sidSize];
+            StringBuilder domain = new StringBuilder((int)domainSize);
+            if (!LookupAccountName(null, name, sid, ref sidSize, domain, ref domainSize, out use))
+            {
+                return null;
+            }
+            return new System.Security.Principal.SecurityIdentifier(sid, 0).Value + "\t" + use;
+        }
     }
-    catch {
+}
+'@
+    }
+    $found = [RemoteSupport.AccountLookup]::Lookup($Account)
+    if (-not $found) {
         return $null
     }
+    $parts = $found.Split("`t")
+    $kind = $sidNameUse[[int]$parts[1]]
+    if (-not $kind) {
+        $kind = 'unknown'
+    }
+    # The name as Windows gives it back (DOMAIN\name), so the grant and the connection file name the account one way.
+    $name = $Account
+    try {
+        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $parts[0]
+        $name = $sid.Translate([System.Security.Principal.NTAccount]).Value
+    }
+    catch {
+        $name = $Account
+    }
+    return [ordered]@{ name = $name; sid = $parts[0]; kind = $kind }
+}
+
+function Get-AccountRefusal($Found) {
+    # Remote control is for one person: a user (SidTypeUser) of a domain or of this computer (S-1-5-21-...) with a
+    # relative id of 1000 or more (below are the built-in Administrator, Guest, krbtgt and the like), not a computer.
+    if ($Found.kind -ne 'user') {
+        return 'account_not_a_user'
+    }
+    if ($Found.sid -notmatch '^S-1-5-21-\d+-\d+-\d+-(\d+)$' -or [long]$Matches[1] -lt 1000 -or $Found.name.EndsWith('$')) {
+        return 'account_built_in'
+    }
+    return $null
 }
 
 # --- the end task and its script ------------------------------------------------------------------------------------
@@ -399,6 +464,7 @@ $result = [ordered]@{
     shadow_policy = [ordered]@{ current = $null; required = $requiredShadow }
     grant = $null
     replaced_grant = $null
+    account = $null
 }
 
 $lock = Enter-SessionLock
@@ -480,9 +546,16 @@ try {
     $sid = $null
     $entry = $null
     if ($null -eq $refused) {
-        $sid = Resolve-AccountSid $account
-        if ($null -eq $sid) {
+        $found = Resolve-Account $account
+        if ($null -eq $found) {
             $refused = 'account_unknown'
+        }
+        else {
+            $result.account = $found
+            $refused = Get-AccountRefusal $found
+            $sid = $found.sid
+            # The grant names the account as Windows does.
+            $account = $found.name
         }
     }
     if ($null -eq $refused) {

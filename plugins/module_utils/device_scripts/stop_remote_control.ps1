@@ -115,6 +115,10 @@ try {
         elseif ($sameSession -and $storedState -eq 'deauthorized') {
             $reason = 'deauthorized'
         }
+        elseif ($sameSession -and $storedState -eq 'denied') {
+            # The client refused a renewal: the session ended at once, before its expires_at.
+            $reason = 'denied'
+        }
         elseif ($sameSession -and ($expired -or $storedState -eq 'expired')) {
             $reason = 'expired'
         }

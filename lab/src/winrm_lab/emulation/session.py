@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import typing as t
+import unicodedata
 
 from ..device import Device
 from ..tasks import EventTrigger, ScheduledTask, TimeTrigger
@@ -52,9 +53,16 @@ RECORD_VALUES = (
     ("authorized_at", "AuthorizedAt", "text"), ("expires_at", "ExpiresAt", "text"), ("ended_by", "EndedBy", "text"),
     ("ended_at", "EndedAt", "text"), ("version", "Version", "number"), ("ttl_seconds", "TtlSeconds", "number"),
     ("confirmation_timeout_seconds", "ConfirmationTimeoutSeconds", "number"), ("changed_by", "ChangedBy", "text"),
-    ("changed_at", "ChangedAt", "text"),
+    ("changed_at", "ChangedAt", "text"), ("renewal_requested_by", "RenewalRequestedBy", "text"),
+    ("renewal_reason", "RenewalReason", "text"), ("renewal_requested_at", "RenewalRequestedAt", "text"),
 )
-OPTIONAL_FIELDS = frozenset(("confirmed_by", "authorized_at", "expires_at", "ended_by", "ended_at"))
+RENEWAL_FIELDS = ("renewal_requested_by", "renewal_reason", "renewal_requested_at")
+OPTIONAL_FIELDS = frozenset(("confirmed_by", "authorized_at", "expires_at", "ended_by", "ended_at", *RENEWAL_FIELDS))
+
+# The requester's free text, as the scripts check and show it: one limit, no control, format or line-separator
+# characters (.NET's \p{Cc}, \p{Cf}, \p{Zl}, \p{Zp}).
+FREE_TEXT_LIMIT = 300
+INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp"))
 
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -74,6 +82,36 @@ def parse_stamp(text: t.Any) -> datetime.datetime | None:
 def device_now(device: Device) -> datetime.datetime:
     """The device's clock in whole seconds, the resolution records are kept in."""
     return device.clock.now().replace(microsecond=0)
+
+
+def has_invisible_characters(text: str) -> bool:
+    return any(unicodedata.category(char) in INVISIBLE_CATEGORIES for char in text)
+
+
+def format_free_text(text: str) -> str:
+    """consent_prompt.ps1's Format-FreeText: invisible characters become spaces, runs of white space one space,
+    trimmed, then the one limit."""
+    kept = "".join(" " if unicodedata.category(char) in INVISIBLE_CATEGORIES else char for char in text)
+    return re.sub(r"\s+", " ", kept).strip()[:FREE_TEXT_LIMIT]
+
+
+def renewal_waiting(record: t.Mapping[str, t.Any] | None) -> bool:
+    """An authorized session with a renewal waiting for the client (its grant holds meanwhile)."""
+    return record is not None and record["state"] == "authorized" and record.get("renewal_requested_at") is not None
+
+
+def consent_deadline(record: t.Mapping[str, t.Any]) -> datetime.datetime:
+    """A first request waits confirmation_timeout_seconds from requested_at; a renewal as long from when it was
+    asked, but never past the expires_at of the authorization it would extend."""
+    timeout = datetime.timedelta(seconds=int(record["confirmation_timeout_seconds"]))
+    if record["state"] == "authorized":
+        asked = parse_stamp(record["renewal_requested_at"])
+        expires_at = parse_stamp(record["expires_at"])
+        assert asked is not None and expires_at is not None  # checked with the input
+        return min(asked + timeout, expires_at)
+    requested_at = parse_stamp(record["requested_at"])
+    assert requested_at is not None  # checked with the input
+    return requested_at + timeout
 
 
 # Audit events: the ids each device-side script writes are in its contract ("audit_events") -------------------------
@@ -270,17 +308,23 @@ def withdraw_consent_route(device: Device) -> None:
     device.registry.delete_key(CONSENT_REQUEST_KEY)
 
 
-def arm_consent_route(device: Device, record: t.Mapping[str, t.Any], user: t.Mapping[str, t.Any]) -> None:
+def arm_consent_route(device: Device, record: t.Mapping[str, t.Any], user: t.Mapping[str, t.Any],
+                      account: str) -> None:
+    """`account`: who the script runs as (the account that authenticated over WinRM), shown first by the prompt."""
     withdraw_consent_route(device)  # one request at a time
-    requested_at = parse_stamp(record["requested_at"])
-    assert requested_at is not None  # checked with the input
-    deadline = requested_at + datetime.timedelta(seconds=int(record["confirmation_timeout_seconds"]))
+    deadline = consent_deadline(record)
+    renewal = record["state"] == "authorized"
     registry = device.registry
     registry.create_key(CONSENT_REQUEST_KEY)
     registry.set(CONSENT_REQUEST_KEY, "SessionId", str(record["id"]))
     registry.set(CONSENT_REQUEST_KEY, "UserName", user["name"])
     registry.set(CONSENT_REQUEST_KEY, "UserSid", user_sid(user["name"]))
     registry.set(CONSENT_REQUEST_KEY, "Deadline", stamp(deadline))
+    registry.set(CONSENT_REQUEST_KEY, "Account", account)
+    registry.set(CONSENT_REQUEST_KEY, "RequestedBy",
+                 str(record["renewal_requested_by"] if renewal else record["requested_by"]))
+    registry.set(CONSENT_REQUEST_KEY, "Reason", str(record["renewal_reason"] if renewal else record["reason"]))
+    registry.set(CONSENT_REQUEST_KEY, "Renewal", int(renewal))
     registry.create_key(CONSENT_KEY)  # on Windows with the prompted user's grant (ReadKey, SetValue)
 
     answered = audit_events("consent_prompt")["consent_answered"]
@@ -295,6 +339,12 @@ def arm_consent_route(device: Device, record: t.Mapping[str, t.Any], user: t.Map
         logon_type="Interactive", run_level="Limited", multiple_instances="IgnoreNew", priority=4,
         execution_time_limit_seconds=max(60.0, seconds_left + 60.0)))
     device.tasks.start(PROMPT_TASK)
+
+
+def clear_renewal(device: Device) -> None:
+    for field, value_name, _kind in RECORD_VALUES:
+        if field in RENEWAL_FIELDS:
+            device.registry.delete_value(SESSION_KEY, value_name)
 
 
 def end_activities(device: Device) -> None:

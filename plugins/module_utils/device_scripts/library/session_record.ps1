@@ -24,8 +24,12 @@ $recordValues = [ordered]@{
     confirmation_timeout_seconds = 'ConfirmationTimeoutSeconds'
     changed_by = 'ChangedBy'
     changed_at = 'ChangedAt'
+    renewal_requested_by = 'RenewalRequestedBy'
+    renewal_reason = 'RenewalReason'
+    renewal_requested_at = 'RenewalRequestedAt'
 }
-$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at')
+# The renewal fields are set only while a renewal of an authorized session waits for the client.
+$optionalFields = @('confirmed_by', 'authorized_at', 'expires_at', 'ended_by', 'ended_at', 'renewal_requested_by', 'renewal_reason', 'renewal_requested_at')
 $integerFields = @('version', 'ttl_seconds', 'confirmation_timeout_seconds')
 
 function Read-SessionRecord {

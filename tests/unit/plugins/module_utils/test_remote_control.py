@@ -93,6 +93,14 @@ class FakeDevice:
     def __exit__(self, *exc):
         return False
 
+    # Accounts looked up by other names or of other kinds than a plain DOMAIN\\name user (lower-case key).
+    directory = {
+        "jdoe@contoso.com": ("CONTOSO\\jdoe", "S-1-5-21-1-2-3-1104", "user"),
+        "contoso\\helpdesk": ("CONTOSO\\Helpdesk", "S-1-5-21-1-2-3-1210", "group"),
+        "builtin\\administrators": ("BUILTIN\\Administrators", "S-1-5-32-544", "alias"),
+        "contoso\\administrator": ("CONTOSO\\Administrator", "S-1-5-21-1-2-3-500", "user"),
+    }
+
     def run(self, script, script_input=None):
         contract = CONTRACTS[script.name]
         jsonschema.validate(script_input if script_input is not None else {}, contract["input"])
@@ -157,9 +165,19 @@ class FakeDevice:
         else:
             target = self.sessions[0]
         answer["interactive_user"] = dict(target)
+        # LookupAccountName: the name Windows gives back, the SID and what kind of principal it is.
+        found = self.directory.get(request["account"].lower())
         sid = self.known_accounts.get(request["account"])
-        if sid is None:
+        if found is None and sid is None:
             return refuse("account_unknown")
+        if found is not None:
+            answer["account"] = {"name": found[0], "sid": found[1], "kind": found[2]}
+            if found[2] != "user":
+                return refuse("account_not_a_user")
+            if int(found[1].rsplit("-", 1)[1]) < 1000:
+                return refuse("account_built_in")
+            request = dict(request, account=found[0])
+            sid = found[1]
         current = self.grant
         stale = None
         lapsed = current is not None and current["expires_at"] <= format_utc(self.now)
@@ -380,6 +398,25 @@ def test_an_account_the_device_does_not_know_is_refused():
     assert result["refused_reason"] == "account_unknown" and "CONTOSO\\nobody" in result["msg"]
 
 
+@pytest.mark.parametrize("account, reason, words", [
+    ("CONTOSO\\Helpdesk", "account_not_a_user", "CONTOSO\\Helpdesk is a group on the device"),
+    ("BUILTIN\\Administrators", "account_not_a_user", "is a local group (alias) on the device"),
+    ("CONTOSO\\Administrator", "account_built_in", "is a built-in account of the device or its domain"),
+])
+def test_remote_control_is_handed_to_one_person_only(account, reason, words):
+    device = FakeDevice()
+    result = run(device, account=account)
+    assert result["failed"] is True and result["refused_reason"] == reason
+    assert words in result["msg"] and "one" in result["msg"] and device.grant is None
+
+
+def test_a_user_principal_name_is_granted_under_the_name_windows_gives():
+    device = FakeDevice()
+    result = run(device, account="jdoe@contoso.com")
+    assert result["changed"] is True and result["grant"]["account"] == "CONTOSO\\jdoe"
+    assert "username:s:CONTOSO\\jdoe\r\n" in result["rdp_file"]
+
+
 def test_another_specialists_grant_is_not_taken_over():
     device = FakeDevice()
     run(device, account="CONTOSO\\ana")
@@ -422,6 +459,8 @@ def test_the_address_uses_connect_host_and_a_custom_port(host, port, address):
 
 
 @pytest.mark.parametrize("option, value", [("account", "jdoe"), ("account", "CONTOSO\\a;b"), ("target_user", "x"),
+                                           ("account", "jdoe@"), ("account", "a@b@contoso.com"),
+                                           ("target_user", "jdoe@contoso.com"),
                                            ("connect_host", "host name"), ("idle_after", 0)])
 def test_bad_options_fail_before_the_device_is_reached(option, value):
     device = FakeDevice()

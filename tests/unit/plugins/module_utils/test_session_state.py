@@ -6,6 +6,7 @@ random histories."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import os
@@ -28,7 +29,7 @@ CLIENT = "DESK-0001\\bob"
 # the code's own table.
 PRODUCT_TABLE = {
     #                       remote_control, file_transfer, request_authorization, deauthorize
-    "unavailable": (False, False, False, False),
+    "unavailable": (False, False, False, True),  # deauthorize only while the device answers (idle)
     "not_authorized": (False, False, True, False),
     "pending_confirmation": (False, False, False, True),
     "authorized": (True, True, True, True),
@@ -98,6 +99,10 @@ def test_request_and_deauthorize_are_allowed_exactly_where_a_transition_exists(s
     assert requestable == ((state, "request_without_confirmation") in session_state.TRANSITIONS)
     assert requestable == ("request_authorization" in session_state.ALLOWED_ACTIONS[state])
     endable = any((state, event) in session_state.TRANSITIONS for event in ("cancel", "deauthorize"))
+    if state == "unavailable":
+        # Derived, never stored: deauthorizing a device that answers acts on the record's own state.
+        assert "deauthorize" in session_state.ALLOWED_ACTIONS[state]
+        return
     assert endable == ("deauthorize" in session_state.ALLOWED_ACTIONS[state])
 
 
@@ -186,8 +191,8 @@ def test_request_with_confirmation_waits_for_the_client():
 
 
 def test_request_defaults_to_confirmation_required_a_new_uuid_and_one_hour():
-    first = session_state.request(None, NOW, requested_by=SPECIALIST)
-    second = session_state.request(None, NOW, requested_by=SPECIALIST)
+    first = session_state.request(None, NOW, reason="printer queue stuck", requested_by=SPECIALIST)
+    second = session_state.request(None, NOW, reason="printer queue stuck", requested_by=SPECIALIST)
     assert first.state == "pending_confirmation"
     assert first.id != second.id and len(first.id) == 36
     assert first.ttl_seconds == 3600
@@ -197,7 +202,8 @@ def test_request_defaults_to_confirmation_required_a_new_uuid_and_one_hour():
 
 @pytest.mark.parametrize("ttl_seconds", [1, 120, 3600, 86400])
 def test_request_without_confirmation_is_authorized_at_once_for_the_ttl(ttl_seconds):
-    record = session_state.request(None, NOW, requested_by=SPECIALIST, confirmation_required=False,
+    record = session_state.request(None, NOW, reason="printer queue stuck",
+                                   requested_by=SPECIALIST, confirmation_required=False,
                                    ttl_seconds=ttl_seconds)
     assert record.state == "authorized"
     assert record.authorized_at == NOW
@@ -205,9 +211,11 @@ def test_request_without_confirmation_is_authorized_at_once_for_the_ttl(ttl_seco
     assert record.confirmed_by is None
 
 
-@pytest.mark.parametrize("bad", [{"ttl_seconds": 0}, {"confirmation_timeout_seconds": -1}, {"requested_by": ""}])
+@pytest.mark.parametrize("bad", [{"ttl_seconds": 0}, {"confirmation_timeout_seconds": -1}, {"requested_by": ""},
+                                 {"reason": ""}, {"reason": " \r\n\t\u200b "}, {"requested_by": "\x00\x1b"},
+                                 {"reason": "x" * 301}])
 def test_request_refuses_settings_that_cannot_work(bad):
-    arguments = {"requested_by": SPECIALIST, **bad}
+    arguments = {"requested_by": SPECIALIST, "reason": "printer queue stuck", **bad}
     with pytest.raises(ValueError):
         session_state.request(None, NOW, **arguments)
 
@@ -292,7 +300,7 @@ def test_transitions_never_change_the_record_they_are_given():
     before = record.to_dict()
     session_state.deauthorize(record, at(20), ended_by="carol")
     session_state.expire(record, at(3610))
-    session_state.request(record, at(3500), requested_by=SPECIALIST)
+    session_state.request(record, at(3500), reason="printer queue stuck", requested_by=SPECIALIST)
     session_state.settle(record, at(99999))
     assert record.to_dict() == before
     with pytest.raises(AttributeError):
@@ -302,9 +310,9 @@ def test_transitions_never_change_the_record_they_are_given():
 # Every (state, event) pair the table does not list, driven through the function for that event.
 EVENT_FUNCTIONS = {
     "request_with_confirmation": lambda record, now: session_state.request(
-        record, now, requested_by=SPECIALIST, confirmation_required=True),
+        record, now, reason="printer queue stuck", requested_by=SPECIALIST, confirmation_required=True),
     "request_without_confirmation": lambda record, now: session_state.request(
-        record, now, requested_by=SPECIALIST, confirmation_required=False),
+        record, now, reason="printer queue stuck", requested_by=SPECIALIST, confirmation_required=False),
     "client_accepts": lambda record, now: session_state.accept(record, now, confirmed_by=CLIENT),
     "client_denies": lambda record, now: session_state.deny(record, now, confirmed_by=CLIENT),
     "confirmation_times_out": session_state.time_out,
@@ -318,7 +326,15 @@ def test_the_illegal_pairs_are_the_ones_the_product_forbids():
     assert ("pending_confirmation", "request_with_confirmation") in ILLEGAL  # no (already pending)
     assert ("timed_out", "client_accepts") in ILLEGAL  # a late answer
     assert ("expired", "ttl_passes") in ILLEGAL
-    assert len(ILLEGAL) == 7 * 6 - 16
+    assert len(ILLEGAL) == 7 * 6 - 19
+
+
+@pytest.mark.parametrize("event", ["client_accepts", "client_denies", "confirmation_times_out"])
+def test_an_answer_needs_a_question_waiting(event):
+    # authorized -> client_accepts etc. exist for a renewal only; with none waiting they are illegal.
+    record = authorized()
+    with pytest.raises(IllegalTransition, match="no renewal waiting"):
+        EVENT_FUNCTIONS[event](record, at(20))
 
 
 @pytest.mark.parametrize("state, event", ILLEGAL)
@@ -394,7 +410,7 @@ def test_the_clock_must_say_its_time_zone_and_is_read_as_utc():
         session_state.effective_state(None, datetime.datetime(2026, 11, 24, 12, 0, 0))
     two_hours_east = datetime.timezone(datetime.timedelta(hours=2))
     record = session_state.request(None, datetime.datetime(2026, 11, 24, 14, 0, 0, 500, tzinfo=two_hours_east),
-                                   requested_by=SPECIALIST)
+                                   reason="printer queue stuck", requested_by=SPECIALIST)
     assert record.requested_at == NOW and record.to_dict()["requested_at"] == "2026-11-24T12:00:00Z"
 
 
@@ -404,7 +420,8 @@ def test_the_clock_must_say_its_time_zone_and_is_read_as_utc():
 
 def test_renew_keeps_an_authorization_with_more_than_renew_before_left():
     record = authorized()  # expires at +3610
-    change = session_state.renew(record, at(3610 - 601), requested_by=SPECIALIST, renew_before=600)
+    change = session_state.renew(record, at(3610 - 601), reason="printer queue stuck",
+                                 requested_by=SPECIALIST, renew_before=600)
     assert change.changed is False
     assert change.record is record
     assert change.message == "Kept the authorization: 601 s left, more than renew_before (600 s)"
@@ -416,17 +433,22 @@ def test_renew_inside_renew_before_asks_the_client_again(seconds_left):
     now = at(3610 - seconds_left)
     change = session_state.renew(record, now, requested_by="scheduler", reason="nightly job", renew_before=600)
     assert change.changed is True
-    assert change.record.state == "pending_confirmation"
+    # The current authorization stays in force while the client decides.
+    assert change.record.state == "authorized" and change.record.renewal_pending
+    assert change.record.expires_at == record.expires_at and change.record.authorized_at == record.authorized_at
     assert change.record.id == record.id  # the same session goes on
     assert change.record.version == record.version + 1
-    assert (change.record.requested_by, change.record.requested_at) == ("scheduler", now)
-    assert change.message == (f"Renewed the authorization ({seconds_left} s were left): waiting for the client to "
-                              "confirm")
+    assert (change.record.renewal_requested_by, change.record.renewal_reason,
+            change.record.renewal_requested_at) == ("scheduler", "nightly job", now)
+    assert (change.record.requested_by, change.record.requested_at) == (SPECIALIST, NOW)
+    assert change.message == (f"Asked the client to renew the authorization ({seconds_left} s were left); the "
+                              "current authorization holds until 2026-11-24T13:00:10Z meanwhile")
 
 
 def test_renew_without_confirmation_extends_the_grant_from_now():
     record = authorized()
-    change = session_state.renew(record, at(3500), requested_by="scheduler", confirmation_required=False,
+    change = session_state.renew(record, at(3500), reason="printer queue stuck",
+                                 requested_by="scheduler", confirmation_required=False,
                                  ttl_seconds=3600, renew_before=600)
     assert change.changed is True
     assert change.record.state == "authorized" and change.record.id == record.id
@@ -437,7 +459,7 @@ def test_renew_without_confirmation_extends_the_grant_from_now():
 
 def test_renew_leaves_a_pending_request_to_its_answer():
     record = pending()
-    change = session_state.renew(record, at(5), requested_by=SPECIALIST)
+    change = session_state.renew(record, at(5), reason="printer queue stuck", requested_by=SPECIALIST)
     assert change.changed is False and change.record is record
     assert "waiting for the client to confirm" in change.message
 
@@ -445,21 +467,23 @@ def test_renew_leaves_a_pending_request_to_its_answer():
 @pytest.mark.parametrize("state", ["not_authorized", "denied", "timed_out", "expired", "deauthorized"])
 def test_renew_requests_authorization_in_every_other_state(state):
     record = RECORD_IN_STATE[state]()
-    change = session_state.renew(record, moment_in(record), requested_by=SPECIALIST, session_id="session-9")
+    change = session_state.renew(record, moment_in(record), reason="printer queue stuck",
+                                 requested_by=SPECIALIST, session_id="session-9")
     assert change.changed is True
     assert change.record.state == "pending_confirmation" and change.record.id == "session-9"
     assert change.message == "Requested authorization: waiting for the client to confirm"
 
 
 def test_renew_after_the_clock_lapsed_the_grant_starts_a_new_session():
-    change = session_state.renew(authorized(), at(4000), requested_by=SPECIALIST, session_id="session-2")
+    change = session_state.renew(authorized(), at(4000), reason="printer queue stuck",
+                                 requested_by=SPECIALIST, session_id="session-2")
     assert change.changed is True and change.record.id == "session-2"
     assert change.record.version == 4  # request 1, accept 2, lapse 3, new request 4
 
 
 def test_renew_before_cannot_be_negative():
     with pytest.raises(ValueError, match="renew_before"):
-        session_state.renew(None, NOW, requested_by=SPECIALIST, renew_before=-1)
+        session_state.renew(None, NOW, reason="printer queue stuck", requested_by=SPECIALIST, renew_before=-1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -472,7 +496,8 @@ def test_the_record_serialises_to_plain_values_with_utc_timestamps():
         "requested_at": "2026-11-24T12:00:00Z", "confirmation_required": True, "confirmed_by": CLIENT,
         "authorized_at": "2026-11-24T12:00:10Z", "expires_at": "2026-11-24T13:00:10Z", "ended_by": None,
         "ended_at": None, "version": 2, "ttl_seconds": 3600, "confirmation_timeout_seconds": 300,
-        "changed_by": CLIENT, "changed_at": "2026-11-24T12:00:10Z",
+        "changed_by": CLIENT, "changed_at": "2026-11-24T12:00:10Z", "renewal_requested_by": None,
+        "renewal_reason": None, "renewal_requested_at": None,
     }
 
 
@@ -551,7 +576,9 @@ def test_the_diagram_has_every_transition_and_the_derived_state():
     diagram = session_state.render_mermaid()
     assert diagram.startswith("stateDiagram-v2\n")
     for (source, event), target in session_state.TRANSITIONS.items():
-        assert f"    {source} --> {target} : {event}\n" in diagram
+        label = session_state.TRANSITION_LABELS.get((source, event), event)
+        assert label.startswith(event)
+        assert f"    {source} --> {target} : {label}\n" in diagram
     assert "note right of unavailable" in diagram
     assert ";" not in diagram  # Mermaid would split a statement there
 
@@ -587,10 +614,13 @@ class SimulatedDevice:
 
     def __init__(self):
         self.record = None
+        self.before = None
         self.now = NOW
         self.active = True
+        self.denied_at = None  # the client said no, and nothing was granted since
 
     def apply(self, operation):
+        self.before = self.record
         name = operation[0]
         if name == "clock":
             self.now += datetime.timedelta(seconds=operation[1])
@@ -600,24 +630,40 @@ class SimulatedDevice:
             self.request(confirmation_required=operation[1], ttl_seconds=operation[2])
         elif name == "renew":
             if self.active:
-                self.record = session_state.renew(self.record, self.now, requested_by=SPECIALIST,
+                self.record = session_state.renew(self.record, self.now, reason="printer queue stuck",
+                                                  requested_by=SPECIALIST,
                                                   confirmation_required=operation[1],
                                                   renew_before=operation[2]).record
         elif name == "deauthorize":
-            if self.active:
+            # Revoking needs the device to answer, active or idle.
+            if session_state.decide("deauthorize", self.record, self.now, self.active, connection_valid=True).allowed:
                 self.record = session_state.deauthorize(self.record, self.now, ended_by="carol").record
+            else:
+                assert not session_state.deauthorize(self.record, self.now, ended_by="carol").changed
         else:
             self.answer_or_lapse(name)
+        self.track_denial(name)
+
+    def track_denial(self, name):
+        """Since when the client's last answer was no, until a new grant (accept, or a request granted at once)."""
+        if self.record is None or self.record is self.before:
+            return
+        if self.record.state == "denied" and name == "deny":
+            self.denied_at = self.now
+        elif self.record.state == "authorized" and self.record.authorized_at != getattr(self.before, "authorized_at",
+                                                                                        None):
+            self.denied_at = None
 
     def request(self, confirmation_required, ttl_seconds):
         decision = session_state.decide("request_authorization", self.record, self.now, self.active)
         if decision.allowed:
-            self.record = session_state.request(self.record, self.now, requested_by=SPECIALIST,
+            self.record = session_state.request(self.record, self.now, reason="printer queue stuck",
+                                                requested_by=SPECIALIST,
                                                 confirmation_required=confirmation_required,
                                                 ttl_seconds=ttl_seconds)
         elif decision.state == "pending_confirmation":
             with pytest.raises(IllegalTransition):
-                session_state.request(self.record, self.now, requested_by=SPECIALIST)
+                session_state.request(self.record, self.now, reason="printer queue stuck", requested_by=SPECIALIST)
 
     def answer_or_lapse(self, name):
         event, settles_first = OPERATION_EVENT[name]
@@ -627,7 +673,10 @@ class SimulatedDevice:
                      "deny": lambda: session_state.deny(self.record, self.now, confirmed_by=CLIENT),
                      "time_out": lambda: session_state.time_out(self.record, self.now),
                      "expire": lambda: session_state.expire(self.record, self.now)}
-        if (state_checked, event) in session_state.TRANSITIONS:
+        settled = session_state.settle(self.record, self.now) if settles_first else self.record
+        # From authorized an answer or a time-out exists only for a renewal waiting for the client.
+        question = state_checked != "authorized" or name == "expire" or settled.renewal_pending
+        if (state_checked, event) in session_state.TRANSITIONS and question:
             self.record = functions[name]()
         else:
             with pytest.raises(IllegalTransition):
@@ -653,11 +702,32 @@ def check_invariants(device, record_before):
         assert session_state.decide("remote_control", device.record, device.now, True).allowed
     if device.record is not record_before:
         assert device.record.version > (0 if record_before is None else record_before.version)
+    if device.denied_at is not None:
+        # Once the client said no, nothing hangs on the session until something is granted again: not remote
+        # control, not a transfer, however the clock moves or who asks.
+        for action in ("remote_control", "file_transfer"):
+            assert not session_state.decide(action, device.record, device.now, True).allowed, (action, device.record)
+        assert device.record.state != "authorized" or device.record.authorized_at > device.denied_at
     if device.record is not None:
         assert SessionRecord.from_dict(device.record.to_dict()) == device.record
         if device.record.state == "authorized":
             assert device.record.expires_at - device.record.authorized_at == datetime.timedelta(
                 seconds=device.record.ttl_seconds)
+
+
+@hypothesis.settings(max_examples=400, deadline=None, database=None)
+@hypothesis.given(st.lists(OPERATIONS, max_size=40))
+def test_remote_control_is_never_possible_after_a_denial(operations):
+    """The same histories, with renewals asked on authorized sessions among them: from a client's no (of a first
+    request or of a renewal while the grant held) until a new grant, remote control is refused (check_invariants)."""
+    device = SimulatedDevice()
+    denials = 0
+    for operation in operations:
+        record_before = device.record
+        device.apply(operation)
+        denials += device.denied_at is not None
+        check_invariants(device, record_before)
+    hypothesis.target(float(denials))
 
 
 @hypothesis.settings(max_examples=400, deadline=None, database=None)
@@ -668,3 +738,143 @@ def test_remote_control_and_file_transfer_start_only_while_authorized_and_unexpi
         record_before = device.record
         device.apply(operation)
         check_invariants(device, record_before)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Renewal while authorized: the grant holds while the client decides; no ends it at once; silence lets it run out
+
+
+def renewal_waiting(seconds_left=500, confirmation_timeout_seconds=300):
+    record = authorized()  # expires at +3610, confirmation timeout 300
+    record = dataclasses.replace(record, confirmation_timeout_seconds=confirmation_timeout_seconds)
+    now = at(3610 - seconds_left)
+    return session_state.renew(record, now, requested_by="scheduler", reason="nightly job").record, now
+
+
+def test_while_a_renewal_waits_the_current_authorization_holds():
+    record, asked = renewal_waiting()
+    for seconds in (0, 1, 299):
+        decision_time = asked + datetime.timedelta(seconds=seconds)
+        assert session_state.effective_state(record, decision_time) == "authorized"
+        assert session_state.allowed_actions(record, decision_time, True) == [
+            "remote_control", "file_transfer", "deauthorize"]
+    refusal = session_state.decide("request_authorization", record, asked, True)
+    assert not refusal.allowed and refusal.message.startswith("A renewal is already waiting for the client")
+    assert "holds until 2026-11-24T13:00:10Z" in refusal.message
+    again = session_state.renew(record, asked, requested_by="other", reason="again")
+    assert again.changed is False and again.record is record
+    with pytest.raises(IllegalTransition):
+        session_state.request(record, asked, requested_by="other", reason="again")
+
+
+def test_a_renewal_accepted_authorizes_again_from_the_answer():
+    record, asked = renewal_waiting()
+    renewed = session_state.accept(record, asked + datetime.timedelta(seconds=20), confirmed_by=CLIENT)
+    assert renewed.state == "authorized" and not renewed.renewal_pending
+    assert renewed.authorized_at == asked + datetime.timedelta(seconds=20)
+    assert renewed.expires_at == renewed.authorized_at + datetime.timedelta(seconds=3600)
+    assert (renewed.requested_by, renewed.reason, renewed.requested_at) == ("scheduler", "nightly job", asked)
+    assert renewed.id == record.id and renewed.version == record.version + 1
+
+
+def test_a_renewal_denied_ends_the_session_at_once():
+    record, asked = renewal_waiting()
+    answered = asked + datetime.timedelta(seconds=5)
+    denied = session_state.deny(record, answered, confirmed_by=CLIENT)
+    assert denied.state == "denied" and not denied.renewal_pending
+    assert denied.expires_at > answered  # the old expiry had not come: the no ends it anyway
+    for action in ("remote_control", "file_transfer"):
+        decision = session_state.decide(action, denied, answered, True)
+        assert not decision.allowed and decision.state == "denied"
+        assert decision.message == f"The client ({CLIENT}) denied the session at 2026-11-24T12:51:55Z; request " \
+                                   "authorization again"
+    assert (denied.requested_by, denied.reason) == ("scheduler", "nightly job")
+
+
+def test_a_renewal_nobody_answers_lets_the_authorization_run_out_at_its_own_expiry():
+    record, asked = renewal_waiting(seconds_left=500, confirmation_timeout_seconds=300)
+    lapsed_renewal = asked + datetime.timedelta(seconds=300)
+    settled = session_state.settle(record, lapsed_renewal)
+    assert settled.state == "authorized" and not settled.renewal_pending
+    assert (settled.changed_by, settled.changed_at, settled.expires_at) == ("timer", lapsed_renewal,
+                                                                            record.expires_at)
+    assert session_state.decide("remote_control", record, at(3609), True).allowed
+    assert session_state.decide("request_authorization", record, lapsed_renewal, True).allowed
+    at_expiry = session_state.settle(record, at(3610))
+    assert at_expiry.state == "expired" and at_expiry.changed_at == at(3610)
+    assert not session_state.decide("remote_control", record, at(3610), True).allowed
+    # A device-side time-out writes the same.
+    assert session_state.time_out(record, lapsed_renewal) == settled
+
+
+def test_a_renewal_never_outlives_the_authorization_it_would_extend():
+    record, asked = renewal_waiting(seconds_left=100, confirmation_timeout_seconds=300)
+    assert record.renewal_deadline == record.expires_at == at(3610)
+    assert session_state.effective_state(record, at(3609)) == "authorized"
+    expired = session_state.settle(record, at(3610))
+    assert expired.state == "expired" and not expired.renewal_pending
+    with pytest.raises(IllegalTransition):
+        session_state.accept(record, at(3611), confirmed_by=CLIENT)
+
+
+def test_deauthorize_ends_an_authorization_with_a_renewal_waiting():
+    record, asked = renewal_waiting()
+    change = session_state.deauthorize(record, asked, ended_by="carol")
+    assert change.changed and change.record.state == "deauthorized" and not change.record.renewal_pending
+
+
+def test_a_record_written_before_renewals_were_kept_still_reads():
+    stored = authorized().to_dict()
+    for field in ("renewal_requested_by", "renewal_reason", "renewal_requested_at"):
+        del stored[field]
+    assert SessionRecord.from_dict(stored) == authorized()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Revoking on an idle device that still answers
+
+
+@pytest.mark.parametrize("state", ["pending_confirmation", "authorized"])
+def test_deauthorize_is_allowed_on_an_idle_device_that_answers(state):
+    record = RECORD_IN_STATE[state]()
+    now = moment_in(record)
+    decision = session_state.decide("deauthorize", record, now, device_active=False, connection_valid=True)
+    assert decision.allowed and decision.state == "unavailable"
+    assert session_state.allowed_actions(record, now, False, connection_valid=True) == ["deauthorize"]
+    unreachable = session_state.decide("deauthorize", record, now, device_active=False, connection_valid=False)
+    assert not unreachable.allowed and unreachable.message == "Unable to connect to the device"
+    for action in ("remote_control", "file_transfer", "request_authorization"):
+        assert not session_state.decide(action, record, now, device_active=False, connection_valid=True).allowed
+
+
+@pytest.mark.parametrize("state", ["not_authorized", "denied", "expired", "deauthorized"])
+def test_deauthorize_on_an_idle_device_with_nothing_to_end_says_so(state):
+    record = RECORD_IN_STATE[state]()
+    decision = session_state.decide("deauthorize", record, moment_in(record), False, connection_valid=True)
+    assert not decision.allowed
+    assert decision.message == f"There is no pending or authorized session to deauthorize (the session is {state})"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Free text
+
+
+@pytest.mark.parametrize("given, stored", [
+    ("INC-4711: Outlook crashes", "INC-4711: Outlook crashes"),
+    ("Your PC is infected.\r\n\r\n\r\nYour manager approved this; press Yes.",
+     "Your PC is infected. Your manager approved this; press Yes."),
+    ("Microsoft\u202eSecurity\u200bTeam\x1b[31m", "Microsoft Security Team [31m"),
+    ("a\u2028b\u2029c\x85d\te", "a b c d e"),
+    ("  spaced   out  ", "spaced out"),
+])
+def test_free_text_is_stored_without_control_characters_or_line_breaks(given, stored):
+    assert session_state.clean_free_text(given) == stored
+    record = session_state.request(None, NOW, requested_by=given, reason=given)
+    assert (record.requested_by, record.reason) == (stored, stored)
+
+
+def test_free_text_has_one_length_limit():
+    limit = session_state.FREE_TEXT_MAX_CHARACTERS
+    assert session_state.request(None, NOW, requested_by="a", reason="x" * limit).reason == "x" * limit
+    with pytest.raises(ValueError, match=f"reason is {limit + 1} characters long; at most {limit}"):
+        session_state.request(None, NOW, requested_by="a", reason="x" * (limit + 1))

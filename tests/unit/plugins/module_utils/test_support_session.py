@@ -81,7 +81,8 @@ class FakeDevice:
     def get_support_session(self, _input):
         self.reads += 1
         record = None if self.record is None else sm.SessionRecord.from_dict(self.record)
-        if record is not None and record.state == "pending_confirmation" and self.answer and self.reads > 1:
+        waiting = record is not None and (record.state == "pending_confirmation" or record.renewal_pending)
+        if waiting and self.answer and self.reads > 1:
             change = sm.accept if self.answer == "accept" else sm.deny
             self.record = change(record, self.now, confirmed_by=self.user).to_dict()
         return {"script_version": 1, "device_time": format_utc(self.now), "policy": self.policy,
@@ -204,10 +205,14 @@ def test_unreachable_device_is_blocked_but_query_does_not_fail():
         def shell(self):
             raise DeviceError("refused", "refused")
 
-    result = support_session.run(Unreachable(), {"state": "authorized"}, check_mode=False,
+    options = {"state": "authorized", "requested_by": "jdoe", "reason": "INC-4711"}
+    result = support_session.run(Unreachable(), options, check_mode=False,
                                  controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
     assert result["failed"] is True and result["connection"]["reason"] == "refused"
-    query = support_session.run(Unreachable(), {"state": "query"}, check_mode=False,
+    revoke = support_session.run(Unreachable(), dict(options, state="deauthorized"), check_mode=False,
+                                 controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
+    assert revoke["failed"] is True and revoke["msg"] == "Unable to connect to the device"
+    query = support_session.run(Unreachable(), dict(options, state="query"), check_mode=False,
                                 controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
     assert query["failed"] is False and query["state"] == "unavailable"
 
@@ -271,10 +276,90 @@ def test_the_losing_writer_reports_who_changed_it():
 
     def other_specialist_renews():
         record = sm.SessionRecord.from_dict(device.record)
-        device.record = sm.request(record, device.now, requested_by="scheduler", confirmation_required=False).to_dict()
+        device.record = sm.request(record, device.now, reason="printer queue stuck", requested_by="scheduler",
+                                   confirmation_required=False).to_dict()
 
     device.racing_writer = other_specialist_renews
     result = run(device)
     assert result["failed"] is True
     assert "changed by scheduler at" in result["msg"]
     assert device.record["requested_by"] == "scheduler"  # the winner's write stands
+
+
+# --- renewal: the grant holds while the client decides ----------------------------------------------------------------
+def authorized_device(answer, left=300, timeout=120):
+    """A device whose session was accepted and has `left` seconds to run; the client answers a renewal `answer`."""
+    device = FakeDevice(answer="accept", timeout=timeout)
+    run(device)
+    device.now += datetime.timedelta(seconds=3600 - left)
+    device.answer = answer
+    device.writes.clear()
+    return device
+
+
+def test_a_renewal_waits_while_the_authorization_holds_and_is_accepted():
+    device = authorized_device("accept")
+    old_expiry = device.record["expires_at"]
+    result = run(device, reason="INC-4712 still broken", requested_by="night-job")
+    assert result["changed"] is True and "failed" not in result and result["state"] == "authorized"
+    renewal = device.writes[0]
+    assert renewal["consent_prompt"] is True and renewal["expiry_task"] is True  # the old expiry stays armed
+    assert renewal["session"]["state"] == "authorized" and renewal["session"]["expires_at"] == old_expiry
+    assert renewal["session"]["renewal_requested_by"] == "night-job"
+    assert "renewal requested by night-job" in renewal["audit"]["message"]
+    assert result["session"]["expires_at"] > old_expiry and result["session"]["reason"] == "INC-4712 still broken"
+
+
+def test_a_renewal_with_wait_false_reports_the_grant_still_in_force():
+    device = authorized_device(None)
+    result = run(device, wait=False)
+    assert result["changed"] is True and result["state"] == "authorized"
+    assert result["allowed_actions"] == ["remote_control", "file_transfer", "deauthorize"]
+    assert "holds until" in result["msg"]
+
+
+def test_a_renewal_denied_ends_the_session():
+    device = authorized_device("deny")
+    result = run(device)
+    assert result["failed"] is True and result["state"] == "denied"
+    assert "remote_control" not in result["allowed_actions"] and "denied the session" in result["msg"]
+
+
+def test_a_renewal_nobody_answers_leaves_the_old_expiry_and_fails():
+    device = authorized_device(None, left=300, timeout=30)
+    old_expiry = device.record["expires_at"]
+    result = run(device, wait_timeout=120)
+    assert result["failed"] is True and result["state"] == "authorized"
+    assert result["session"]["expires_at"] == old_expiry and result["session"]["renewal_requested_at"] is None
+    assert f"ends at {old_expiry}" in result["msg"] and "did not answer the renewal" in result["msg"]
+    assert device.record["changed_by"] == sm.TIMER  # recorded, so every controller sees it
+
+
+# --- revoking on an idle device -------------------------------------------------------------------------------------
+def test_deauthorize_on_an_idle_device_that_answers_ends_the_session():
+    device = FakeDevice(answer="accept")
+    run(device)
+    device.active = False
+    result = run(device, state="deauthorized")
+    assert result["changed"] is True and "failed" not in result
+    assert result["state"] == "unavailable" and result["session"]["state"] == "deauthorized"
+    assert device.writes[-1]["end_activities"] is True
+    assert "although it is idle" in result["msg"]
+    again = run(device, state="deauthorized")
+    assert again["changed"] is False and "failed" not in again
+
+
+# --- the requester's free text ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("reason", ["", "   ", "\r\n\t", "x" * 301])
+def test_a_blank_or_too_long_reason_is_refused_before_anything_starts(reason):
+    device = FakeDevice(answer="accept")
+    result = run(device, reason=reason)
+    assert result["failed"] is True and result["msg"].startswith("reason ")
+    assert device.reads == 0 and not device.writes
+
+
+def test_the_reason_is_stored_without_line_breaks():
+    device = FakeDevice(answer="accept")
+    result = run(device, reason="Your PC is infected.\r\n\r\nPress Yes.", requested_by="Microsoft\u202eTeam")
+    assert result["session"]["reason"] == "Your PC is infected. Press Yes."
+    assert result["session"]["requested_by"] == "Microsoft Team"

@@ -19,21 +19,22 @@ from . import DeviceScriptError
 VERSION = 1
 
 TITLE = "Remote support request"
-REASON_SHOWN = 600  # the most of the reason the window shows
 PROMPTS_KEPT = 50  # the lab keeps the most recent prompts of each device
 SESSION_ZERO = ("consent_prompt.ps1 runs in session 0, where no one can see a prompt. The scheduled task "
                 "RemoteSupport-ConsentPrompt starts it in the interactive user's session.")
 
 
-def prompt_text(requested_by: str, reason: str, seconds_left: int) -> str:
-    if not reason:
-        reason = "(no reason given)"
-    elif len(reason) > REASON_SHOWN:
-        reason = reason[:REASON_SHOWN] + "..."
-    return (f"{requested_by} asks to start a remote support session on this computer.\r\n\r\n"
-            f"Reason: {reason}\r\n\r\n"
-            f"Do you allow it? Without an answer within {seconds_left} seconds the request lapses and nothing is "
-            "allowed.")
+def prompt_text(account: str, requested_by: str, reason: str, renewal: bool, seconds_left: int) -> str:
+    """consent_prompt.ps1's Get-PromptText: the authenticated account first, the requester's words marked as theirs."""
+    what = "to start a remote support session on this computer"
+    lapse = "the request lapses and nothing is allowed."
+    if renewal:
+        what = "to extend the remote support session running on this computer"
+        lapse = "the session is not extended and ends when its current authorization expires. No ends it now."
+    return (f"{account} asks {what}.\r\n\r\n"
+            f"On behalf of (as given by the requester): {requested_by}\r\n"
+            f"Reason (as given by the requester): {reason}\r\n\r\n"
+            f"Do you allow it? Without an answer within {seconds_left} seconds {lapse}")
 
 
 async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str, t.Any]:
@@ -46,8 +47,11 @@ async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str
     has_request = registry.key_exists(session.CONSENT_REQUEST_KEY)
     session_id = registry.get(session.CONSENT_REQUEST_KEY, "SessionId") if has_request else None
     result["session_id"] = None if session_id is None else str(session_id)
-    if (not has_request or registry.get(session.SESSION_KEY, "State") != "pending_confirmation"
-            or registry.get(session.SESSION_KEY, "Id") != session_id):
+    state = registry.get(session.SESSION_KEY, "State")
+    # A first request, or a renewal of the authorized session (its grant holds while the user decides).
+    waiting = state == "pending_confirmation" or (
+        state == "authorized" and registry.get(session.SESSION_KEY, "RenewalRequestedAt") is not None)
+    if not has_request or not waiting or registry.get(session.SESSION_KEY, "Id") != session_id:
         result["outcome"] = "no_pending_request"
         return result
     if session.user_sid(identity.user) != registry.get(session.CONSENT_REQUEST_KEY, "UserSid"):
@@ -59,9 +63,12 @@ async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str
         result["outcome"] = "deadline_passed"
         return result
 
-    requested_by = str(registry.get(session.SESSION_KEY, "RequestedBy"))
-    reason = str(registry.get(session.SESSION_KEY, "Reason") or "")
-    window = PromptShown(user=identity.user, title=TITLE, text=prompt_text(requested_by, reason, seconds_left),
+    account = session.format_free_text(str(registry.get(session.CONSENT_REQUEST_KEY, "Account") or ""))
+    requested_by = session.format_free_text(str(registry.get(session.CONSENT_REQUEST_KEY, "RequestedBy") or ""))
+    reason = session.format_free_text(str(registry.get(session.CONSENT_REQUEST_KEY, "Reason") or ""))
+    renewal = int(registry.get(session.CONSENT_REQUEST_KEY, "Renewal", 0) or 0) == 1
+    window = PromptShown(user=identity.user, title=TITLE,
+                         text=prompt_text(account, requested_by, reason, renewal, seconds_left),
                          timeout_seconds=seconds_left, shown_at=device.clock.now())
     with device.lock:
         device.prompts.append(window)
@@ -94,6 +101,6 @@ async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str
             registry.set(session.CONSENT_KEY, name, value)
     result.update(outcome="answered", answer=answer, answered_by=identity.user)
     message = (f"Support session {session_id}: consent answered ({answer}) by {identity.user} at {answered_at}. "
-               f"Requested by {requested_by}. Reason: {reason or '(none given)'}")
+               f"Requested by {account} on behalf of {requested_by}. Reason: {reason}")
     session.audit(device, session.audit_events("consent_prompt")["consent_answered"], "Information", message)
     return result

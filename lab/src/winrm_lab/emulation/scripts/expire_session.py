@@ -30,6 +30,10 @@ def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
             registry.set(session.SESSION_KEY, "ChangedBy", session.TIMER)
             registry.set(session.SESSION_KEY, "ChangedAt", session.stamp(now))
             registry.set(session.SESSION_KEY, "Version", version)
+            session.clear_renewal(device)
+            # A renewal still waiting lapses with the grant: its prompt closes, its keys go.
+            if registry.get(session.CONSENT_REQUEST_KEY, "SessionId") == registry.get(session.SESSION_KEY, "Id"):
+                session.withdraw_consent_route(device)
             session.end_activities(device)
             record = {"id": registry.get(session.SESSION_KEY, "Id"),
                       "requested_by": registry.get(session.SESSION_KEY, "RequestedBy"),

@@ -11,7 +11,8 @@ from . import DeviceScriptError
 
 VERSION = 1
 
-_TIMESTAMPS = ("requested_at", "authorized_at", "expires_at", "ended_at", "changed_at")
+_TIMESTAMPS = ("requested_at", "authorized_at", "expires_at", "ended_at", "changed_at", "renewal_requested_at")
+_FREE_TEXT = ("requested_by", "reason", "renewal_requested_by", "renewal_reason")
 
 
 def _check(script_input: dict[str, t.Any]) -> None:
@@ -21,15 +22,31 @@ def _check(script_input: dict[str, t.Any]) -> None:
         raise DeviceScriptError(f"session.version ({record['version']}) must be greater than expected_version "
                                 f"({expected}).")
     for field in _TIMESTAMPS:
-        if record[field] is not None and session.parse_stamp(record[field]) is None:
+        if record.get(field) is not None and session.parse_stamp(record[field]) is None:
             raise DeviceScriptError(f"session.{field} is '{record[field]}', not a YYYY-MM-DDTHH:MM:SSZ timestamp.")
+    for field in _FREE_TEXT:
+        text = str(record.get(field) or "")
+        if session.has_invisible_characters(text) or len(text) > session.FREE_TEXT_LIMIT:
+            raise DeviceScriptError(f"session.{field} must be at most {session.FREE_TEXT_LIMIT} characters without "
+                                    "control, format or line-separator characters.")
+    if not str(record["reason"]).strip() or not str(record["requested_by"]).strip():
+        raise DeviceScriptError("session.requested_by and session.reason must not be blank: the person at the device "
+                                "is shown them.")
     if script_input["expiry_task"] and record["expires_at"] is None:
         raise DeviceScriptError("expiry_task needs session.expires_at.")
+    if (script_input["consent_prompt"] and record["state"] != "pending_confirmation"
+            and not session.renewal_waiting(record)):
+        raise DeviceScriptError("consent_prompt needs a pending request or a renewal waiting "
+                                "(session.renewal_requested_at).")
 
 
 def run(device: Device, script_input: dict[str, t.Any], io: t.Any = None) -> dict[str, t.Any]:
     _check(script_input)
-    record = script_input["session"]
+    # [WindowsIdentity]::GetCurrent().Name: the account that authenticated over WinRM.
+    account = io.identity.user if io is not None and io.identity is not None else None
+    if account is None:
+        raise DeviceScriptError("the lab ran set_support_session without an identity: a WinRS command always has one")
+    record = {**dict.fromkeys(session.RENEWAL_FIELDS), **script_input["session"]}
     arms_tasks = script_input["consent_prompt"] or script_input["expiry_task"]
     with device.lock:  # the mutex Global\RemoteSupport.Session, from the read to the write
         current = session.read_record(device)
@@ -50,7 +67,7 @@ def run(device: Device, script_input: dict[str, t.Any], io: t.Any = None) -> dic
             session.write_record(device, record)
             try:
                 if script_input["consent_prompt"]:
-                    session.arm_consent_route(device, record, user)
+                    session.arm_consent_route(device, record, user, account)
                 else:
                     session.withdraw_consent_route(device)
                 if script_input["expiry_task"]:

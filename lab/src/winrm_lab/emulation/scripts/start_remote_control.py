@@ -14,6 +14,17 @@ from .. import session
 VERSION = 1
 
 
+def account_refusal(found: rd.AccountLookup) -> str | None:
+    """Remote control is for one person: a user account (SID_NAME_USE SidTypeUser) of a domain or of the device, with
+    a relative id of 1000 or more (below are the built-in Administrator, Guest and the like), never a computer."""
+    if found.kind != rd.SID_TYPE_USER:
+        return "account_not_a_user"
+    if not re.fullmatch(r"S-1-5-21-\d+-\d+-\d+-\d+", found.sid) or found.relative_id < 1000 or \
+            found.name.endswith("$"):
+        return "account_built_in"
+    return None
+
+
 def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
     started_event = session.audit_events("start_remote_control")["started"]
     account = script_input["account"]
@@ -24,6 +35,7 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
         "script_version": VERSION, "device_time": None, "applied": False, "changed": False, "refused_reason": None,
         "session_state": None, "remote_control_mode": None, "remote_desktop": None, "interactive_user": None,
         "shadow_policy": {"current": None, "required": required}, "grant": None, "replaced_grant": None,
+        "account": None,
     }
     with device.lock:  # the mutex Global\RemoteSupport.Session
         now, now_text = rc.now_stamp(device)
@@ -74,9 +86,13 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
 
         sid = entry = None
         if refused is None:
-            sid = rd.account_sid(device, account)
-            if sid is None:
+            found = rd.lookup_account(device, account)
+            if found is None:
                 refused = "account_unknown"
+            else:
+                result["account"] = {"name": found.name, "sid": found.sid, "kind": found.kind}
+                refused = account_refusal(found)
+                sid, account = found.sid, found.name  # the grant names the account as Windows does
         if refused is None:
             entry = rd.listener_entry(device, sid)
             if entry is not None and (entry.denied & rd.WINSTATION_SHADOW or not entry.allowed & rd.WINSTATION_SHADOW):

@@ -47,6 +47,8 @@ def run(device: Device, script_input: dict[str, t.Any] | None) -> dict[str, t.An
                 result["outcome"] = "kept"
             elif same_session and stored_state == "deauthorized":
                 reason = "deauthorized"
+            elif same_session and stored_state == "denied":
+                reason = "denied"  # the client refused a renewal: the session ended at once
             elif same_session and (expired or stored_state == "expired"):
                 reason = "expired"
             else:

@@ -8,6 +8,7 @@
 # Changes nothing. The controller turns the events into sessions (plugins/module_utils/support_audit.py).
 param($InputObject)
 
+Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $logName = 'Application'
@@ -16,14 +17,19 @@ $eventSource = 'RemoteSupport.Windows'
 # library: stamps
 
 $now = [DateTime]::UtcNow
-if ($null -ne $InputObject.since) {
+# A request carries since or last_seconds, not both: each is looked up, not read, as StrictMode stops on a missing
+# property.
+if ($null -ne $InputObject.PSObject.Properties['since'] -and $null -ne $InputObject.since) {
     $since = ConvertFrom-Stamp ([string]$InputObject.since)
     if ($null -eq $since) {
         throw ("since '{0}' is not a YYYY-MM-DDTHH:MM:SSZ timestamp." -f $InputObject.since)
     }
 }
-else {
+elseif ($null -ne $InputObject.PSObject.Properties['last_seconds'] -and $null -ne $InputObject.last_seconds) {
     $since = $now.AddSeconds(-[long]$InputObject.last_seconds)
+}
+else {
+    throw 'The request names neither since nor last_seconds: give one of them.'
 }
 # Whole seconds, as every stamp of the collection: an event of the same second as `since` is read.
 $since = New-Object -TypeName DateTime -ArgumentList $since.Year, $since.Month, $since.Day, $since.Hour, $since.Minute, $since.Second, ([DateTimeKind]::Utc)

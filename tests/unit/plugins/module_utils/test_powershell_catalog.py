@@ -6,7 +6,9 @@ No PowerShell runs where the collection is built, so the scripts are read with t
 each call is looked up in powershell_catalog.yml beside this file: every cmdlet with the module that provides it on
 Windows PowerShell 5.1 and each parameter the scripts pass it (a switch or one that takes a value), every .NET type
 with the static members the scripts use, every instance method called, each with the Microsoft documentation page that
-shows it on Windows PowerShell 5.1 / .NET Framework 4.5. A call outside the catalog fails here, and so does:
+shows it on Windows PowerShell 5.1 / .NET Framework 4.5. A type a script compiles itself (Add-Type -TypeDefinition with
+the C# source written in the script) is not Microsoft's and has no page: that script may use it, and only the public
+static members its source declares. A call outside the catalog fails here, and so does:
 
 - an alias (`gci`, `%`, `?`): aliases differ between hosts and versions, the full name does not;
 - an abbreviated or misspelled parameter, a positional argument to a cmdlet (unless the catalog names the one
@@ -121,11 +123,14 @@ class Checker:
             self.methods.update(m.lower() for m in entry["methods"])
         # Every cmdlet takes the common parameters (about_CommonParameters).
         self.common = catalog["common_parameters"]["parameters"]
+        # The types the script being checked compiles itself (compiled_types).
+        self.own_types: dict[str, dict[str, t.Any]] = {}
 
     # ---- the whole script
     def check(self, text: str) -> list[Finding]:
         tree = PARSER.parse(text.encode("utf-8"))
         root = tree.root_node
+        self.own_types = compiled_types(root)
         functions = own_functions(root)
         found: list[Finding] = []
         found += self.check_preamble(root)
@@ -227,7 +232,7 @@ class Checker:
         name = spelled.strip().lower()
         while name.endswith("[]"):
             name = name[:-2]
-        return self.types.get(name)
+        return self.types.get(name) or self.own_types.get(name)
 
     def check_type(self, node) -> list[Finding]:
         spelled = _text(node)[1:-1]
@@ -275,6 +280,7 @@ class Checker:
     def check_new_object(self, text: str) -> list[Finding]:
         found = []
         tree = PARSER.parse(text.encode("utf-8"))
+        self.own_types = compiled_types(tree.root_node)
         for node in _walk(tree.root_node):
             if node.type != "command":
                 continue
@@ -317,6 +323,40 @@ def command_elements(node) -> list[tuple[str, str]]:
             elements.append(("argument", _text(child)))
         separated = False
     return elements
+
+
+_CS_NAMESPACE = re.compile(r"\bnamespace\s+([\w.]+)")
+_CS_TYPE = re.compile(r"\bpublic\s+(?:(?:static|sealed|abstract|partial)\s+)*(?:class|struct|enum)\s+(\w+)")
+_CS_STATIC = re.compile(r"\bpublic\s+(?:(?:static|const|readonly|extern|unsafe)\s+)*(?:static|const)\s+"
+                        r"(?:(?:readonly|extern|unsafe)\s+)*[\w.<>\[\], ]+?\s+(\w+)\s*[({=;]")
+
+
+def compiled_types(root) -> dict[str, dict[str, t.Any]]:
+    """The public types the script compiles with `Add-Type -TypeDefinition @'...'@` (C# written in the script itself),
+    lower-cased full name -> {"static": the public static members the source declares}. Only a literal source counts:
+    a type compiled from anything else cannot be checked here. One namespace per source, as the scripts write it."""
+    types: dict[str, dict[str, t.Any]] = {}
+    for node in _walk(root):
+        if node.type != "command":
+            continue
+        name_node = next((c for c in node.children if c.type == "command_name"), None)
+        if name_node is None or _text(name_node).lower() != "add-type":
+            continue
+        elements = command_elements(node)
+        for (kind, text_), (_next_kind, value) in zip(elements, elements[1:]):
+            if kind != "parameter" or text_.lower().rstrip(":") != "-typedefinition" or \
+                    not re.fullmatch(r"@'\r?\n.*\r?\n'@", value, re.DOTALL):
+                continue
+            source = value[2:-2]
+            namespace = _CS_NAMESPACE.search(source)
+            prefix = namespace.group(1) + "." if namespace else ""
+            declared = list(_CS_TYPE.finditer(source))
+            for index, match in enumerate(declared):
+                # The members between this type's declaration and the next one's (the scripts nest no types).
+                end = declared[index + 1].start() if index + 1 < len(declared) else len(source)
+                static = [m.group(1) for m in _CS_STATIC.finditer(source, match.end(), end)]
+                types[(prefix + match.group(1)).lower()] = {"static": static}
+    return types
 
 
 def own_functions(root) -> dict[str, list[str]]:
@@ -468,9 +508,6 @@ def test_every_catalog_entry_is_used_and_cites_its_page(checker):
         spellings = [name, *entry.get("accelerators", [])]
         spellings += [s[len("System."):] for s in spellings if s.startswith("System.")]
         assert any(s.lower() in texts for s in spellings), f"type {name} is unused"
-        if entry.get("defined_by"):
-            assert entry["defined_by"] in SCRIPT_NAMES and f"class {name.split('.')[-1].lower()}" in texts, name
-            continue
         _assert_doc(entry["doc"], (DOTNET_VIEW, SDK_VIEW), "/dotnet/api/" + name.lower())
         for member in entry.get("static", []):
             assert f"]::{member.lower()}" in texts, f"{name}::{member} is unused"
@@ -523,6 +560,18 @@ def test_the_input_check_catches_an_optional_field_read():
 # The checker itself: each rule fails on a script that breaks it.
 
 GOOD = "param($InputObject)\nSet-StrictMode -Version 2.0\n$ErrorActionPreference = 'Stop'\n"
+ADD_TYPE = """Add-Type -TypeDefinition @'
+using System;
+namespace RemoteSupport {
+    public static class Probe {
+        public const int Limit = 4;
+        public static int Field;
+        static int Hidden() { return 0; }
+        public static int Open() { return 1; }
+    }
+}
+'@
+"""
 
 
 @pytest.mark.parametrize("body, expected", [
@@ -554,10 +603,28 @@ GOOD = "param($InputObject)\nSet-StrictMode -Version 2.0\n$ErrorActionPreference
     ("$h = @{}\nOut-Null -InputObject $h.GetValueOrDefault('a')\n", ".GetValueOrDefault() is not in the catalog"),
     ("function Set-X([string]$Name) {\n}\nSet-X -Nmae 'a'\n", "declares no parameter -Nmae"),
     ("function Set-X([string]$Name) {\n}\nSet-X 'a' 'b'\n", "2 positional arguments but declares 1"),
+    # A type compiled by the script itself: only its public static members, only the types its source declares, and
+    # only a source written in the script (not a name merely mentioned in a string or comment).
+    (ADD_TYPE + "$p = [RemoteSupport.Probe]::Hidden()\n", "[RemoteSupport.Probe]::Hidden is not in the catalog"),
+    (ADD_TYPE + "$p = [RemoteSupport.Other]::Open()\n", "[RemoteSupport.Other] is not in the catalog"),
+    (ADD_TYPE + "$p = [Probe]::Open()\n", "[Probe] is not in the catalog"),
+    ("# namespace RemoteSupport { public static class Probe { public static int Open() } }\n"
+     "$p = [RemoteSupport.Probe]::Open()\n", "[RemoteSupport.Probe] is not in the catalog"),
+    ("$source = 'namespace RemoteSupport { public static class Probe { public static int Open() { return 1; } } }'\n"
+     "Add-Type -TypeDefinition $source\n$p = [RemoteSupport.Probe]::Open()\n",
+     "[RemoteSupport.Probe] is not in the catalog"),
 ])
 def test_the_checker_fails_a_script_that_breaks_a_rule(checker, body, expected):
     found = [str(f) for f in checker.check(GOOD + body)]
     assert any(expected in f for f in found), found
+
+
+def test_the_checker_passes_a_type_the_script_compiles_itself(checker):
+    body = ADD_TYPE + ("if (-not ('RemoteSupport.Probe' -as [type])) {\n}\n"
+                       "$p = [RemoteSupport.Probe]::Open()\n$q = [RemoteSupport.Probe]::Limit\n"
+                       "$r = [RemoteSupport.Probe]::Field\n")
+    assert [str(f) for f in checker.check(GOOD + body)] == []
+    assert checker.check_new_object(GOOD + ADD_TYPE + "$x = New-Object -TypeName RemoteSupport.Probe\n") == []
 
 
 def test_the_checker_passes_what_the_rules_allow(checker):

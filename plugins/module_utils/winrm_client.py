@@ -588,6 +588,11 @@ class WinRMClient:
 def kinit(settings: WinRMSettings, cache: str) -> None:
     """Gets a ticket for settings.user into the credential cache `cache` with kinit, the password on stdin (never on
     the command line, never in the environment). Raises DeviceError("auth") naming what kinit said."""
+    if "@" not in settings.user:
+        # Without a realm kinit would ask the default realm's KDC of whatever krb5.conf the controller has.
+        raise DeviceError("auth", f"Kerberos needs the user as user@REALM (the realm in capitals), not "
+                                  f"'{settings.user}'. Set ansible_user to the user principal name, or choose the "
+                                  "ntlm transport.")
     command = [settings.kinit_cmd, *shlex.split(settings.kinit_args or ""), settings.user]
     env = dict(os.environ, KRB5CCNAME=cache)
     try:

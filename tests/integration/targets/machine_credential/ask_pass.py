@@ -11,8 +11,11 @@ import pexpect
 
 inventory, work = sys.argv[1], pathlib.Path(sys.argv[2])
 user, password = os.environ["LAB_USER"], os.environ.pop("LAB_PASSWORD")  # not handed on to what runs next
-hosts = sorted(json.loads(os.popen(f"ansible-inventory -i {inventory} --list").read())["_meta"]["hostvars"])
+hostvars = json.loads(os.popen(f"ansible-inventory -i {inventory} --list").read())["_meta"]["hostvars"]
+hosts = sorted(hostvars)
 assert hosts, "the inventory has no hosts"
+for variables in hostvars.values():  # the credential comes from the command line only
+    assert not {"ansible_user", "ansible_password", "ansible_winrm_user", "ansible_winrm_password"} & set(variables)
 playbook = str(pathlib.Path("test_machine_credential.yml").resolve())
 
 # 1. ansible-playbook on a terminal, the password answered at its prompt.
@@ -26,8 +29,8 @@ output = child.before
 print(output)
 assert child.exitstatus == 0, f"ansible-playbook failed ({child.exitstatus})"
 for host in hosts:
-    assert f"{host}" in output and f"failed=0" in output
-assert output.count("ok=3") == len(hosts), "every host ran the three tasks"
+    assert f"{host}" in output
+assert output.count("ok=2") == len(hosts), "every host ran the two tasks"
 assert password not in output, "the password appears in ansible-playbook's output"
 
 # 2. ansible-runner, as AWX runs a job template with a machine credential.
@@ -48,9 +51,11 @@ assert ok == {host: "active" for host in hosts}, ok
 assert result.stats["ok"] and set(result.stats["ok"]) == set(hosts)
 assert not result.stats["failures"] and not result.stats["dark"]
 
-leaks = [str(path) for path in private.rglob("*") if path.is_file()
-         and password.encode() in path.read_bytes()]
-assert not leaks, f"the password appears in runner's files: {leaks}"
+# env/passwords is runner's input (AWX writes it the same way); everything runner records is under artifacts/.
+artifacts = [path for path in (private / "artifacts").rglob("*") if path.is_file()]
+assert any(path.name == "stdout" for path in artifacts) and any(path.parent.name == "job_events" for path in artifacts)
+leaks = [str(path) for path in artifacts if password.encode() in path.read_bytes()]
+assert not leaks, f"the password appears in runner's artifacts: {leaks}"
 assert not any(password in json.dumps(event) for event in result.events)
 print(f"ansible-playbook and ansible-runner: {len(hosts)} hosts reached with -u/--ask-pass; the password is in none "
-      f"of {sum(1 for p in private.rglob('*') if p.is_file())} artifact files or {len(list(result.events))} events")
+      f"of {len(artifacts)} artifact files or {len(list(result.events))} events")

@@ -315,3 +315,15 @@ def test_gssapi_failures_during_the_handshake_are_auth(text, expected):
     wrapped.__cause__ = GSSError(text)
     error = classify(wrapped, s)
     assert error.reason == "auth" and expected in error.message.replace("clock and the KDC's", "clocks")
+
+
+def test_a_user_without_realm_is_not_handed_to_kinit(tmp_path):
+    kinit, log = fake_kinit(tmp_path, "exit 0")
+    settings = resolve_settings({"transport": ["kerberos", "ntlm"], "kinit_cmd": str(kinit)},
+                                {"ansible_user": "labadmin", "ansible_password": SECRET}, "desk")
+    made = []
+    client = WinRMClient(settings, protocol_factory=fake_factory({"kerberos": "ok", "ntlm": "ok"}, made))
+    with client.shell():
+        pass
+    assert not log.exists()  # no KDC of the default realm was asked
+    assert [p.kwargs["transport"] for p in made] == ["ntlm"]

@@ -358,14 +358,14 @@ _KERBEROS_FAILURES = (
 )
 
 
-def _kerberos_failure(chain: list[BaseException], settings: WinRMSettings, where: str, detail: str,
-                      force: bool = False) -> DeviceError | None:
-    names = {type(e).__name__ for e in chain}
-    if not force and not names & {"KerberosExchangeError", "MutualAuthenticationError", "SpnegoError", "GSSError", "BadMechanismError",
-                    "NoCredentialError", "InvalidCredentialError", "OperationNotAvailableError"} and \
-            not any(type(e).__module__.startswith(("spnego", "gssapi", "krb5")) for e in chain):
-        return None
-    text = " ".join(str(e) for e in chain).lower()
+_KERBEROS_EXCEPTIONS = frozenset(("KerberosExchangeError", "MutualAuthenticationError", "SpnegoError", "GSSError",
+                                  "BadMechanismError", "NoCredentialError", "InvalidCredentialError",
+                                  "OperationNotAvailableError"))
+
+
+def _kerberos_advice(text: str, settings: WinRMSettings) -> str:
+    """What to check, for what MIT Kerberos said."""
+    text = text.lower()
     target = settings.kerberos_hostname_override or settings.host
     for needles, advice in _KERBEROS_FAILURES:
         if any(needle in text for needle in needles):
@@ -373,8 +373,17 @@ def _kerberos_failure(chain: list[BaseException], settings: WinRMSettings, where
     else:
         advice = ("Kerberos authentication failed. Check the user's realm (user@REALM), the controller's krb5.conf, "
                   "the service principal HTTP/{target} and that the controller and the KDC agree on the time")
-    return DeviceError("auth", f"Kerberos authentication to {where} failed: "
-                               f"{advice.format(user=settings.user, target=target)}.", detail)
+    return advice.format(user=settings.user, target=target)
+
+
+def _kerberos_failure(chain: list[BaseException], settings: WinRMSettings, where: str, detail: str
+                      ) -> DeviceError | None:
+    """A failure of the Kerberos handshake (GSSAPI, pykerberos, pyspnego) as `auth`, or None for anything else."""
+    if not {type(e).__name__ for e in chain} & _KERBEROS_EXCEPTIONS and \
+            not any(type(e).__module__.startswith(("spnego", "gssapi", "krb5", "kerberos")) for e in chain):
+        return None
+    advice = _kerberos_advice(" ".join(str(e) for e in chain), settings)
+    return DeviceError("auth", f"Kerberos authentication to {where} failed: {advice}.", detail)
 
 
 def classify(exc: BaseException, settings: WinRMSettings, transport: str | None = None) -> DeviceError:
@@ -405,7 +414,13 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
     kerberos = _kerberos_failure(chain, settings, where, detail) if transport == "kerberos" else None
     if kerberos is not None:
         return kerberos
-    if HAS_WINRM and type(exc) is winrm.exceptions.WinRMError and "not installed" in str(exc):
+    if transport == "credssp" and {type(e).__name__ for e in chain} & {"NTStatusException", "AuthenticationException",
+                                                                         "SpnegoError"}:
+        # The device answers a refused CredSSP logon inside the exchange (a TSRequest error code), not with a 401.
+        return DeviceError("auth", f"The device at {where} refused the CredSSP logon of '{settings.user}'. Check "
+                                   "ansible_user and ansible_password, that the account may log on remotely and that "
+                                   "CredSSP is enabled on the device (Enable-WSManCredSSP -Role Server).", detail)
+    if HAS_WINRM and isinstance(exc, winrm.exceptions.WinRMError) and "is not installed" in str(exc):
         return DeviceError("auth", f"The controller cannot authenticate with '{transport}': a Python library is "
                                    f"missing ({exc}). Install pywinrm[kerberos] for kerberos or pywinrm[credssp] for "
                                    "credssp, or choose another ansible_winrm_transport.", detail)
@@ -550,6 +565,7 @@ class WinRMClient:
             self._transport = transport
             return protocol, shell_id
         raise AssertionError("no transport to try")  # settings always hold one
+
     def run_script(self, script: DeviceScript, script_input: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
         """Runs one device script in a shell of its own and returns its JSON result."""
         with self.shell() as shell:
@@ -609,10 +625,8 @@ def kinit(settings: WinRMSettings, cache: str) -> None:
                                   "controller's krb5.conf and that the KDC is reachable.") from None
     if completed.returncode != 0:
         said = completed.stderr.decode("utf-8", "replace").strip().replace(settings.password, "********")
-        error = _kerberos_failure([RuntimeError(said)], settings, f"{settings.host}:{settings.port}", said, force=True)
-        assert error is not None
         raise DeviceError("auth", f"kinit could not get a ticket for '{settings.user}': "
-                                  f"{error.message.partition(': ')[2]} (kinit said: {said[:300]})", said)
+                                  f"{_kerberos_advice(said, settings)}. (kinit said: {said[:300]})", said)
 
 
 class DeviceShell:

@@ -13,6 +13,9 @@
   DOMAIN\\user. Its reply token authenticates the device back to the client (mutual authentication).
 - Certificate: `Authorization: http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual` over HTTPS with a
   client certificate from the lab CA whose UPN names a local account (pki.py), when the device allows it.
+- CredSSP (`Authorization: CredSSP`, when the device allows it): pyspnego's CredSSP acceptor runs TLS inside the
+  HTTP exchange, NTLM inside that (checked as above), and then receives the delegated user name and password, which
+  must be the account's. The lab answers CredSSP over HTTPS; its message encryption over HTTP is not emulated.
 - Message encryption (MS-WSMV 2.2.9.1.1): after NTLM over HTTP the SOAP body travels as
   `multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"`, sealed with the connection's context.
   An unencrypted SOAP request over HTTP is refused with 401 unless AllowUnencrypted is set (jborean93 in
@@ -101,6 +104,8 @@ class EncryptionError(Exception):
 
 def challenge_headers(device: t.Any) -> list[tuple[str, str]]:
     headers = [("WWW-Authenticate", NEGOTIATE_CHALLENGE)]
+    if getattr(device.service, "allow_credssp", False):
+        headers.append(("WWW-Authenticate", "CredSSP"))
     if device.service.allow_basic:
         headers.append(("WWW-Authenticate", BASIC_CHALLENGE))
     return headers
@@ -140,6 +145,8 @@ class Authenticator:
                 return self._basic(device, token.strip(), is_https)
             if scheme.lower() == "negotiate":
                 return self._negotiate(device, connection, token.strip())
+            if scheme.lower() == "credssp" and is_https and getattr(device.service, "allow_credssp", False):
+                return self._credssp(device, connection, token.strip())
             return self._refuse(device)
         if connection.user is not None and connection.device_name == device.name:
             if find_account(device, connection.user) is not None:  # the account may have been removed since
@@ -187,6 +194,37 @@ class Authenticator:
                       "no certificate" if peer_certificate is None else f"no mapping for {upn!r}")
             return self._refuse(device)
         return AuthResult(owner_name(device, account), "Certificate")
+
+    # CredSSP ---------------------------------------------------------------------------------------------------
+    def _credssp(self, device: t.Any, connection: ConnectionSecurity, token: str) -> AuthResult:
+        try:
+            in_token = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            connection.reset()
+            return self._refuse(device)
+        # A TLS ClientHello (record type 22) starts a new CredSSP exchange.
+        if in_token[:1] == b"\x16" or connection.context is None or connection.device_name != device.name:
+            connection.reset()
+            connection.context = spnego.server(protocol="credssp")
+            connection.device_name = device.name
+        try:
+            out_token = self._step(device, connection.context, in_token)
+        except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
+            log.debug("CredSSP authentication to %s failed: %s", device.name, type(exc).__name__)
+            connection.reset()
+            return self._refuse(device)
+        headers = [("WWW-Authenticate", f"CredSSP {base64.b64encode(out_token).decode()}")] if out_token else []
+        if not connection.context.complete:
+            return AuthResult(None, headers=headers or challenge_headers(device))
+        # The delegated credential must be the account's own: Windows logs the user on with it.
+        credential = connection.context.get_extra_info("client_credential")
+        domain, name = getattr(credential, "domain_name", ""), getattr(credential, "username", None) or ""
+        account = find_account(device, f"{domain}\\{name}" if domain else name)
+        if account is None or device.accounts[account] != getattr(credential, "password", None):
+            connection.reset()
+            return self._refuse(device)
+        connection.user = owner_name(device, account)
+        return AuthResult(connection.user, "CredSSP", headers=headers)
 
     # Negotiate (NTLM) -------------------------------------------------------------------------------------------
     def _negotiate(self, device: t.Any, connection: ConnectionSecurity, token: str) -> AuthResult:

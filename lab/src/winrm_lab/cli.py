@@ -47,7 +47,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--auth", default="ntlm", choices=AUTH_MODES,
                         help="how the inventory's hosts authenticate: ntlm (default); kerberos (starts the lab's own "
                              "MIT KDC on loopback, needs krb5-kdc and krb5-admin-server; export the KRB5_CONFIG it "
-                             "prints); certificate (client certificates from the lab CA). NTLM is accepted with any")
+                             "prints); certificate (client certificates from the lab CA); credssp (over HTTPS). NTLM is "
+                             "accepted with any")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="what the lab logs on stderr (default warning)")
     args = parser.parse_args(argv)

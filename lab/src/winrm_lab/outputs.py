@@ -28,7 +28,7 @@ CONNECTION_TIMEOUT_SECONDS = 9
 
 GROUPS = {"desktop": "desktops", "laptop": "laptops", "server": "servers"}
 # How the inventory's hosts authenticate (winrm-lab --auth).
-AUTH_MODES = ("ntlm", "kerberos", "certificate")
+AUTH_MODES = ("ntlm", "kerberos", "certificate", "credssp")
 
 
 def write_atomically(path: pathlib.Path | str, text: str, mode: int = 0o600) -> pathlib.Path:
@@ -63,6 +63,9 @@ def host_variables(fleet: Fleet, device: Device, ca_file: pathlib.Path | str, au
         # while the inventory reaches it by address.
         variables.update({"ansible_user": auth_files["principal"], "ansible_winrm_transport": "kerberos",
                           "ansible_winrm_kerberos_hostname_override": device.name.lower()})
+    elif auth == "credssp":
+        variables.update({"ansible_port": device.https_port, "ansible_winrm_scheme": "https",
+                          "ansible_winrm_transport": "credssp", "ansible_winrm_message_encryption": "auto"})
     elif auth == "certificate":
         https = device.https_port
         for name in ("ansible_user", "ansible_password"):

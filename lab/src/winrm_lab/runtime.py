@@ -8,6 +8,7 @@ the hashes of each device's `accounts` where pyspnego looks for them.)
 `auth` picks how the inventory's hosts authenticate (NTLM, the default, is always accepted too):
 - kerberos: the lab's own KDC (kdc.py) with the fleet's account as `user@REALM` and `HTTP/<device>` for every device;
   each device gets the realm account DOMAIN\\user. Clients point KRB5_CONFIG at `auth.krb5_conf` (manifest).
+- credssp: every device allows CredSSP (over HTTPS); the inventory uses it with the fleet's account.
 - certificate: the lab CA issues a client certificate mapped to the fleet's account on every device, and one mapped
   to no account (`auth.unmapped_cert_pem`, for showing a wrong certificate).
 """
@@ -84,6 +85,9 @@ class RunningLab:
                 device.accounts[f"{self.realm.netbios_domain}\\{LAB_USER}"] = password
             self.auth_files = {"realm": self.realm.realm, "krb5_conf": str(self.realm.krb5_conf),
                                "principal": f"{LAB_USER}@{self.realm.realm}"}
+        elif self.auth == "credssp":
+            for device in self.fleet.devices:
+                device.service.allow_credssp = True
         elif self.auth == "certificate":
             clients = self.fleet.work_dir / "pki" / "clients"
             cert, key = self.ca.issue_client(f"{LAB_USER}@localhost", clients)

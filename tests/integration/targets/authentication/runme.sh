@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Each way an enterprise authenticates, against the lab: Kerberos with the lab's own KDC (over HTTPS and HTTP, with
-# delegation, and its failures: wrong password, no ticket, unknown principal, another device's principal), NTLM on
-# the same devices, and client certificates (and a certificate mapped to no account). A machine without MIT Kerberos'
-# KDC tools fails here, saying what to install: scripts/setup installs them.
+# delegation, and its failures: wrong password, no ticket, unknown principal, another device's principal), NTLM on the
+# same devices, client certificates (and a certificate mapped to no account), and CredSSP (and a wrong password). A
+# machine without MIT Kerberos' KDC tools fails here, saying what to install: scripts/setup installs them.
 set -eux -o pipefail
 source ../setup_lab/lab.sh
 
@@ -24,3 +24,8 @@ trap - EXIT
 
 start_lab 3 healthy certificate
 ansible-playbook -i "$LAB_INVENTORY" test_certificate.yml -e "lab_manifest=$LAB_MANIFEST"
+stop_lab
+trap - EXIT
+
+start_lab 3 healthy credssp
+ansible-playbook -i "$LAB_INVENTORY" test_credssp.yml

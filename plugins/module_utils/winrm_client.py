@@ -414,8 +414,8 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
     kerberos = _kerberos_failure(chain, settings, where, detail) if transport == "kerberos" else None
     if kerberos is not None:
         return kerberos
-    if transport == "credssp" and {type(e).__name__ for e in chain} & {"NTStatusException", "AuthenticationException",
-                                                                         "SpnegoError"}:
+    refused_credssp = {"NTStatusException", "AuthenticationException", "SpnegoError"}
+    if transport == "credssp" and {type(e).__name__ for e in chain} & refused_credssp:
         # The device answers a refused CredSSP logon inside the exchange (a TSRequest error code), not with a 401.
         return DeviceError("auth", f"The device at {where} refused the CredSSP logon of '{settings.user}'. Check "
                                    "ansible_user and ansible_password, that the account may log on remotely and that "

@@ -5,7 +5,8 @@
 Each module runs on the controller as an action plugin (no module is shipped to the device): that is about twelve
 times cheaper per host than executing a Python module locally, and the device is reached through the collection's
 own WinRM client. Connection settings come from the host's usual inventory variables, each overridable by a task
-option of the same meaning (see the remote_support.windows.winrm doc fragment).
+option of the same meaning; the user and password come from the task, else from the play's connection (where -u,
+--ask-pass and AWX machine credentials arrive), else from the inventory (see docs/connection-settings.md).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils.errors impo
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
     HAS_WINRM,
     WINRM_ARGUMENT_SPEC,
+    PSRP_HOST_VARIABLES,
     WINRM_HOST_VARIABLES,
     WinRMClient,
     WinRMSettings,
@@ -57,15 +59,20 @@ class DeviceAction(ActionBase):
         return result
 
     def winrm_settings(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> WinRMSettings:
-        """Task options first, then the host's inventory variables (templated), then safe defaults."""
+        """Task options first, then the play's connection user and password, then the host's inventory variables
+        (templated), then safe defaults."""
         host_vars: dict[str, t.Any] = {}
-        for variables in WINRM_HOST_VARIABLES.values():
+        for variables in (*WINRM_HOST_VARIABLES.values(), *PSRP_HOST_VARIABLES.values(), ("ansible_connection",)):
             for name in variables:
-                if name in task_vars:
+                if name in task_vars and name not in host_vars:
                     host_vars[name] = self._templar.template(task_vars[name])
         options = {name: args.get(name) for name in WINRM_ARGUMENT_SPEC}
+        # Ansible has already resolved the play's connection user and password for this host: ansible_user and
+        # ansible_password when the inventory sets them, else -u / --ask-pass (how AWX passes a machine credential)
+        # or the play's remote_user. The play context is where --ask-pass's answer lives; it is never a variable.
+        play = {"user": self._play_context.remote_user, "password": self._play_context.password}
         try:
-            return resolve_settings(options, host_vars, task_vars.get("inventory_hostname", ""))
+            return resolve_settings(options, host_vars, task_vars.get("inventory_hostname", ""), play)
         except SettingsError as error:
             raise AnsibleActionFail(f"Connection settings for this host are not usable: {error}") from None
 

@@ -7,6 +7,15 @@
   scheme (pywinrm through requests-ntlm) or SPNEGO-wrapped ones (pypsrp); pyspnego's Negotiate acceptor takes both.
   NTLM authenticates the TCP connection, not a request, so the context lives in `ConnectionSecurity`, which the
   server keeps per connection and drops when the connection closes.
+- Kerberos (`winrm-lab --auth kerberos`, with the lab's own KDC, see kdc.py): a raw Kerberos token under `Negotiate`
+  (what pywinrm sends) goes to pyspnego's Kerberos acceptor for the device's own service principal `HTTP/<name>`,
+  whose key it reads from the keytab KRB5_KTNAME names. The ticket's client `user@REALM` is the domain account
+  DOMAIN\\user. Its reply token authenticates the device back to the client (mutual authentication).
+- Certificate: `Authorization: http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual` over HTTPS with a
+  client certificate from the lab CA whose UPN names a local account (pki.py), when the device allows it.
+- CredSSP (`Authorization: CredSSP`, when the device allows it): pyspnego's CredSSP acceptor runs TLS inside the
+  HTTP exchange, NTLM inside that (checked as above), and then receives the delegated user name and password, which
+  must be the account's. The lab answers CredSSP over HTTPS; its message encryption over HTTP is not emulated.
 - Message encryption (MS-WSMV 2.2.9.1.1): after NTLM over HTTP the SOAP body travels as
   `multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"`, sealed with the connection's context.
   An unencrypted SOAP request over HTTP is refused with 401 unless AllowUnencrypted is set (jborean93 in
@@ -40,6 +49,8 @@ import typing as t
 import spnego
 from spnego.exceptions import SpnegoError
 
+from . import pki
+
 log = logging.getLogger(__name__)
 
 SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
@@ -49,6 +60,8 @@ ENCRYPTED_CONTENT_TYPE = f'multipart/encrypted;protocol="{SPNEGO_ENCRYPTED}";bou
 # What the 401 challenge offers. Windows also lists Kerberos; the lab has no KDC, so it offers only what it can do.
 NEGOTIATE_CHALLENGE = "Negotiate"
 BASIC_CHALLENGE = 'Basic realm="WSMAN"'
+# What a client sends (with its certificate in the TLS handshake) for WinRM certificate authentication.
+CERTIFICATE_AUTHORIZATION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 
 _ENV_LOCK = threading.Lock()
 
@@ -91,6 +104,8 @@ class EncryptionError(Exception):
 
 def challenge_headers(device: t.Any) -> list[tuple[str, str]]:
     headers = [("WWW-Authenticate", NEGOTIATE_CHALLENGE)]
+    if getattr(device.service, "allow_credssp", False):
+        headers.append(("WWW-Authenticate", "CredSSP"))
     if device.service.allow_basic:
         headers.append(("WWW-Authenticate", BASIC_CHALLENGE))
     return headers
@@ -100,6 +115,10 @@ class Authenticator:
     """Authenticates requests for every device of one LabServer."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        # The NetBIOS domain of the lab's Kerberos realm when it runs one (kdc.py); None: Kerberos is not offered.
+        self.kerberos_domain: str | None = None
+        # Device name (lower case) -> the keytab with that device's own service key.
+        self.kerberos_keytab: t.Callable[[str], os.PathLike[str]] | None = None
         self._own_directory = directory is None
         self.directory = pathlib.Path(directory or tempfile.mkdtemp(prefix="winrm-lab-ntlm-"))
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -117,13 +136,17 @@ class Authenticator:
 
     # The request ------------------------------------------------------------------------------------------------
     def authenticate(self, device: t.Any, connection: ConnectionSecurity, authorization: str | None,
-                     is_https: bool) -> AuthResult:
+                     is_https: bool, peer_certificate: bytes | None = None) -> AuthResult:
         if authorization:
+            if authorization.strip().lower() == CERTIFICATE_AUTHORIZATION.lower():
+                return self._certificate(device, peer_certificate, is_https)
             scheme, _, token = authorization.strip().partition(" ")
             if scheme.lower() == "basic":
                 return self._basic(device, token.strip(), is_https)
             if scheme.lower() == "negotiate":
                 return self._negotiate(device, connection, token.strip())
+            if scheme.lower() == "credssp" and is_https and getattr(device.service, "allow_credssp", False):
+                return self._credssp(device, connection, token.strip())
             return self._refuse(device)
         if connection.user is not None and connection.device_name == device.name:
             if find_account(device, connection.user) is not None:  # the account may have been removed since
@@ -159,6 +182,50 @@ class Authenticator:
             return self._refuse(device)
         return AuthResult(owner_name(device, account), "Basic")
 
+    # Certificate -----------------------------------------------------------------------------------------------
+    def _certificate(self, device: t.Any, peer_certificate: bytes | None, is_https: bool) -> AuthResult:
+        """A client certificate from the lab CA (TLS verified the chain) whose UPN names a local account of the
+        device: the certificate mapping Windows applies. No certificate, or an unmapped one, is a 401."""
+        upn = pki.client_upn(peer_certificate) if is_https and device.service.allow_certificate else None
+        name, _, domain = (upn or "").rpartition("@")
+        account = find_account(device, name, local_only=True) if name and domain.lower() == "localhost" else None
+        if account is None:
+            log.debug("certificate authentication to %s refused: %s", device.name,
+                      "no certificate" if peer_certificate is None else f"no mapping for {upn!r}")
+            return self._refuse(device)
+        return AuthResult(owner_name(device, account), "Certificate")
+
+    # CredSSP ---------------------------------------------------------------------------------------------------
+    def _credssp(self, device: t.Any, connection: ConnectionSecurity, token: str) -> AuthResult:
+        try:
+            in_token = base64.b64decode(token, validate=True)
+        except (binascii.Error, ValueError):
+            connection.reset()
+            return self._refuse(device)
+        # A TLS ClientHello (record type 22) starts a new CredSSP exchange.
+        if in_token[:1] == b"\x16" or connection.context is None or connection.device_name != device.name:
+            connection.reset()
+            connection.context = spnego.server(protocol="credssp")
+            connection.device_name = device.name
+        try:
+            out_token = self._step(device, connection.context, in_token)
+        except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
+            log.debug("CredSSP authentication to %s failed: %s", device.name, type(exc).__name__)
+            connection.reset()
+            return self._refuse(device)
+        headers = [("WWW-Authenticate", f"CredSSP {base64.b64encode(out_token).decode()}")] if out_token else []
+        if not connection.context.complete:
+            return AuthResult(None, headers=headers or challenge_headers(device))
+        # The delegated credential must be the account's own: Windows logs the user on with it.
+        credential = connection.context.get_extra_info("client_credential")
+        domain, name = getattr(credential, "domain_name", ""), getattr(credential, "username", None) or ""
+        account = find_account(device, f"{domain}\\{name}" if domain else name)
+        if account is None or device.accounts[account] != getattr(credential, "password", None):
+            connection.reset()
+            return self._refuse(device)
+        connection.user = owner_name(device, account)
+        return AuthResult(connection.user, "CredSSP", headers=headers)
+
     # Negotiate (NTLM) -------------------------------------------------------------------------------------------
     def _negotiate(self, device: t.Any, connection: ConnectionSecurity, token: str) -> AuthResult:
         try:
@@ -166,12 +233,18 @@ class Authenticator:
         except (binascii.Error, ValueError):
             connection.reset()
             return self._refuse(device)
-        if _starts_handshake(in_token) or connection.context is None or connection.device_name != device.name:
+        kerberos = self.kerberos_domain is not None and _is_kerberos_token(in_token)
+        if kerberos:
+            # Kerberos completes in one step: a new context for every AP-REQ, with this device's keytab only.
+            connection.reset()
+            connection.device_name = device.name
+        elif _starts_handshake(in_token) or connection.context is None or connection.device_name != device.name:
             connection.reset()
             connection.context = spnego.server(protocol="negotiate")
             connection.device_name = device.name
         try:
-            out_token = self._step(device, connection.context, in_token)
+            out_token = self._kerberos_step(device, connection, in_token) if kerberos else \
+                self._step(device, connection.context, in_token)
         except (SpnegoError, ValueError, struct.error, KeyError, IndexError) as exc:
             # A wrong password ends here. The reason goes to the debug log; the token and password never do.
             log.debug("NTLM authentication to %s failed: %s", device.name, type(exc).__name__)
@@ -180,7 +253,12 @@ class Authenticator:
         headers = [("WWW-Authenticate", f"Negotiate {base64.b64encode(out_token).decode()}")] if out_token else []
         if not connection.context.complete:
             return AuthResult(None, headers=headers or challenge_headers(device))
-        account = find_account(device, connection.context.client_principal or "")
+        principal = connection.context.client_principal or ""
+        if kerberos:
+            # user@REALM is the realm's DOMAIN\user; a principal of another realm maps to no account.
+            user, _, realm = principal.rpartition("@")
+            principal = f"{self.kerberos_domain}\\{user}" if realm.split(".")[0] == self.kerberos_domain else ""
+        account = find_account(device, principal)
         if account is None:
             connection.reset()
             return self._refuse(device)
@@ -199,6 +277,26 @@ class Authenticator:
                     os.environ.pop("NTLM_USER_FILE", None)
                 else:
                     os.environ["NTLM_USER_FILE"] = previous
+
+    def _kerberos_step(self, device: t.Any, connection: ConnectionSecurity, in_token: bytes) -> bytes | None:
+        assert self.kerberos_keytab is not None
+        keytab = f"FILE:{self.kerberos_keytab(device.name.lower())}"
+        with _ENV_LOCK:  # GSSAPI reads the acceptor's keytab from KRB5_KTNAME
+            previous = os.environ.get("KRB5_KTNAME")
+            os.environ["KRB5_KTNAME"] = keytab
+            try:
+                connection.context = spnego.server(hostname=device.name.lower(), service="HTTP", protocol="kerberos")
+                try:
+                    return connection.context.step(in_token)
+                except AttributeError:
+                    # pyspnego reads the context's flags after a failed accept (a ticket for another service, or
+                    # one this device's key cannot decrypt), which gssapi refuses with AttributeError.
+                    raise ValueError("Kerberos ticket not accepted") from None
+            finally:
+                if previous is None:
+                    os.environ.pop("KRB5_KTNAME", None)
+                else:
+                    os.environ["KRB5_KTNAME"] = previous
 
     def _credential_file(self, device: t.Any) -> pathlib.Path:
         """The NTLM_USER_FILE holding this device's accounts (shared by devices with the same accounts)."""
@@ -278,6 +376,18 @@ def _hashes(password: str) -> tuple[str, str]:
     except Exception:  # LM cannot represent every password; NTLMv2 never uses it
         lm = b"\x00" * 16
     return base64.b16encode(lm).decode(), base64.b16encode(ntowfv1(password)).decode()
+
+
+# The Kerberos v5 mechanism's OID (1.2.840.113554.1.2.2), DER encoded, as it opens a raw GSS-API Kerberos token.
+_KRB5_OID = bytes.fromhex("06092a864886f712010202")
+
+
+def _is_kerberos_token(token: bytes) -> bool:
+    """A raw Kerberos GSS-API token ([APPLICATION 0] with the krb5 mechanism), not SPNEGO or NTLM."""
+    if token[:1] != b"\x60" or len(token) < 2:
+        return False
+    length_octets = token[1] - 0x80 if token[1] & 0x80 else 0
+    return token[2 + length_octets:2 + length_octets + len(_KRB5_OID)] == _KRB5_OID
 
 
 def _starts_handshake(token: bytes) -> bool:

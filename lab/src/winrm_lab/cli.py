@@ -13,7 +13,9 @@ import signal
 import sys
 import tempfile
 
+from . import kdc
 from .emulation.powershell import DEVICE_SCRIPTS_ENV, device_scripts_dir
+from .outputs import AUTH_MODES
 from .scenarios import DEFAULT_BASE_ADDRESS, SCENARIOS, build_fleet, device_addresses
 
 # Each device holds two listening sockets, and each client connection one more.
@@ -42,6 +44,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=pathlib.Path, metavar="FILE",
                         help="write the manifest (JSON: endpoints, credentials, expected results, control surface) "
                              "here once every device listens; removed on exit")
+    parser.add_argument("--auth", default="ntlm", choices=AUTH_MODES,
+                        help="how the inventory's hosts authenticate: ntlm (default); kerberos (starts the lab's own "
+                             "MIT KDC on loopback, needs krb5-kdc and krb5-admin-server; export the KRB5_CONFIG it "
+                             "prints); certificate (client certificates from the lab CA); credssp (over HTTPS). NTLM is "
+                             "accepted with any")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="what the lab logs on stderr (default warning)")
     args = parser.parse_args(argv)
@@ -81,7 +88,7 @@ async def _serve(args: argparse.Namespace, work_dir: pathlib.Path) -> int:
 
     fleet = build_fleet(args.devices, args.scenario, args.seed, args.base_address, args.http_port, args.https_port,
                         work_dir)
-    lab = RunningLab(fleet, args.inventory, args.manifest)
+    lab = RunningLab(fleet, args.inventory, args.manifest, args.auth)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -102,6 +109,10 @@ async def _serve(args: argparse.Namespace, work_dir: pathlib.Path) -> int:
                   "loopback interface (macOS needs an alias per address).", file=sys.stderr)
         else:
             print(f"winrm-lab: cannot start: {error}", file=sys.stderr)
+        return 1
+    except (kdc.KerberosUnavailable, RuntimeError) as error:
+        await lab.stop()
+        print(f"winrm-lab: cannot start: {error}", file=sys.stderr)
         return 1
     print(lab.summary(), flush=True)
     try:

@@ -35,6 +35,8 @@ class WinRMServiceConfig:
 
     allow_basic: bool = False  # winrm/config/service/auth/Basic
     allow_unencrypted: bool = False  # winrm/config/service/AllowUnencrypted
+    allow_certificate: bool = False  # winrm/config/service/auth/Certificate
+    allow_credssp: bool = False  # winrm/config/service/auth/CredSSP (Enable-WSManCredSSP -Role Server)
     max_envelope_size_kb: int = 500  # winrm/config/MaxEnvelopeSizekb (500 since Windows 8 / 2012)
     max_shells_per_user: int = 30  # winrm/config/winrs/MaxShellsPerUser
     max_timeout_ms: int = 60000  # winrm/config/MaxTimeoutms

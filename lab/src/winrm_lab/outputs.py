@@ -27,6 +27,8 @@ READ_TIMEOUT_SECONDS = 10
 CONNECTION_TIMEOUT_SECONDS = 9
 
 GROUPS = {"desktop": "desktops", "laptop": "laptops", "server": "servers"}
+# How the inventory's hosts authenticate (winrm-lab --auth).
+AUTH_MODES = ("ntlm", "kerberos", "certificate", "credssp")
 
 
 def write_atomically(path: pathlib.Path | str, text: str, mode: int = 0o600) -> pathlib.Path:
@@ -51,8 +53,30 @@ def device_kind(device: Device) -> str:
     return device_type(device.hardware.os_product_type, device.hardware.chassis_types)
 
 
-def host_variables(fleet: Fleet, device: Device, ca_file: pathlib.Path | str) -> dict[str, t.Any]:
+def host_variables(fleet: Fleet, device: Device, ca_file: pathlib.Path | str, auth: str = "ntlm",
+                   auth_files: t.Mapping[str, str] | None = None) -> dict[str, t.Any]:
     """The standard ansible_* / ansible_winrm_* variables for one device, as an existing Windows inventory has."""
+    variables = _ntlm_variables(fleet, device, ca_file)
+    auth_files = auth_files or {}
+    if auth == "kerberos":
+        # The realm's user principal with the same password; the device's service principal is HTTP/<its name>,
+        # while the inventory reaches it by address.
+        variables.update({"ansible_user": auth_files["principal"], "ansible_winrm_transport": "kerberos",
+                          "ansible_winrm_kerberos_hostname_override": device.name.lower()})
+    elif auth == "credssp":
+        variables.update({"ansible_port": device.https_port, "ansible_winrm_scheme": "https",
+                          "ansible_winrm_transport": "credssp", "ansible_winrm_message_encryption": "auto"})
+    elif auth == "certificate":
+        https = device.https_port
+        for name in ("ansible_user", "ansible_password"):
+            variables.pop(name)
+        variables.update({"ansible_port": https, "ansible_winrm_scheme": "https", "ansible_winrm_transport": "certificate",
+                          "ansible_winrm_message_encryption": "auto", "ansible_winrm_cert_pem": auth_files["cert_pem"],
+                          "ansible_winrm_cert_key_pem": auth_files["cert_key_pem"]})
+    return variables
+
+
+def _ntlm_variables(fleet: Fleet, device: Device, ca_file: pathlib.Path | str) -> dict[str, t.Any]:
     connection = fleet.connections[device.name]
     return {
         "ansible_host": connection.host,
@@ -72,20 +96,25 @@ def host_variables(fleet: Fleet, device: Device, ca_file: pathlib.Path | str) ->
     }
 
 
-def inventory(fleet: Fleet, ca_file: pathlib.Path | str) -> dict[str, t.Any]:
+def inventory(fleet: Fleet, ca_file: pathlib.Path | str, auth: str = "ntlm",
+              auth_files: t.Mapping[str, str] | None = None) -> dict[str, t.Any]:
     """A YAML-ready inventory: every device under `winrm_lab`, grouped by device type."""
     groups: dict[str, dict[str, t.Any]] = {}
     for device in fleet.devices:
         group = groups.setdefault(GROUPS[device_kind(device)], {"hosts": {}})
-        group["hosts"][device.name] = host_variables(fleet, device, ca_file)
+        group["hosts"][device.name] = host_variables(fleet, device, ca_file, auth, auth_files)
     ordered = {name: groups[name] for name in GROUPS.values() if name in groups}
     return {"all": {"children": {"winrm_lab": {"children": ordered}}}}
 
 
-def write_inventory(path: pathlib.Path | str, fleet: Fleet, ca_file: pathlib.Path | str) -> pathlib.Path:
+def write_inventory(path: pathlib.Path | str, fleet: Fleet, ca_file: pathlib.Path | str, auth: str = "ntlm",
+                    auth_files: t.Mapping[str, str] | None = None) -> pathlib.Path:
     header = (f"# Written by winrm-lab for the running lab (scenario {fleet.scenario}, seed {fleet.seed}, "
-              f"{len(fleet.devices)} devices). It holds passwords: keep it private.\n")
-    body = yaml.safe_dump(inventory(fleet, ca_file), sort_keys=False, default_flow_style=False, width=120)
+              f"{len(fleet.devices)} devices, authentication {auth}). It holds passwords: keep it private.\n")
+    if auth == "kerberos":
+        header += f"# Kerberos: export KRB5_CONFIG={(auth_files or {}).get('krb5_conf')} before running playbooks.\n"
+    body = yaml.safe_dump(inventory(fleet, ca_file, auth, auth_files), sort_keys=False, default_flow_style=False,
+                          width=120)
     return write_atomically(path, header + body)
 
 
@@ -128,8 +157,10 @@ def device_entry(fleet: Fleet, device: Device, ca_file: pathlib.Path | str) -> d
 
 
 def manifest(fleet: Fleet, ca_file: pathlib.Path | str, control_url: str, control_token: str,
-             inventory_file: pathlib.Path | str | None = None) -> dict[str, t.Any]:
+             inventory_file: pathlib.Path | str | None = None, auth: str = "ntlm",
+             auth_files: t.Mapping[str, str] | None = None) -> dict[str, t.Any]:
     return {
+        "auth": {"mode": auth, **(auth_files or {})},
         "lab": {
             "scenario": fleet.scenario,
             "seed": fleet.seed,
@@ -147,6 +178,7 @@ def manifest(fleet: Fleet, ca_file: pathlib.Path | str, control_url: str, contro
 
 
 def write_manifest(path: pathlib.Path | str, fleet: Fleet, ca_file: pathlib.Path | str, control_url: str,
-                   control_token: str, inventory_file: pathlib.Path | str | None = None) -> pathlib.Path:
-    document = manifest(fleet, ca_file, control_url, control_token, inventory_file)
+                   control_token: str, inventory_file: pathlib.Path | str | None = None, auth: str = "ntlm",
+                   auth_files: t.Mapping[str, str] | None = None) -> pathlib.Path:
+    document = manifest(fleet, ca_file, control_url, control_token, inventory_file, auth, auth_files)
     return write_atomically(path, json.dumps(document, indent=2) + "\n")

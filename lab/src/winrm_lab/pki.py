@@ -9,6 +9,11 @@ keep certificate validation on. Each device's HTTPS listener presents a certific
 - untrusted: self-signed, not from the lab CA, so chain verification fails
 - expired:   issued by the lab CA for the right names, but its validity ended yesterday
 
+For certificate authentication the CA also issues client certificates (`issue_client`): Client Authentication EKU
+and the account in a UPN subject alternative name (`user@localhost`), which is what a WinRM certificate mapping
+(`winrm/config/service/certmapping`) matches for a local account. Every listener asks for a client certificate and
+accepts the handshake without one; `client_upn` reads the UPN back for the authenticator.
+
 EC P-256 keys and one leaf key shared by every certificate keep 1,000 devices cheap: issuing a certificate costs a
 signature, and a device's TLS context is only built when a client first connects to it.
 """
@@ -27,7 +32,10 @@ import typing as t
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+
+# szOID_NT_PRINCIPAL_NAME: the UPN in a certificate's subject alternative name, as Windows maps it to an account.
+UPN_OID = ObjectIdentifier("1.3.6.1.4.1.311.20.2.3")
 
 CERTIFICATE_KINDS = ("valid", "mismatch", "untrusted", "expired")
 
@@ -144,24 +152,88 @@ class CertificateAuthority:
             cert_dir.mkdir(exist_ok=True)
             path = cert_dir / f"{_safe(device_name)}-{_safe(address)}-{kind}.pem"
             path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            context = server_context(path, self._leaf_key_path)
+            context = server_context(path, self._leaf_key_path, self.ca_path)
             issued = IssuedCertificate(context, cert.public_bytes(serialization.Encoding.DER), path)
             self._issued[key] = issued
             return issued
+
+    def issue_client(self, upn: str, directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+        """A client certificate for `upn` (user@localhost for a local account) and its own key, written as PEM files
+        (the key 0600). Returns (certificate path, key path)."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = upn.partition("@")[0]
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.certificate.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _ONE_DAY).not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([x509.OtherName(UPN_OID, _der_utf8(upn))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._ca_key.public_key()),
+                           critical=False)
+            .sign(self._ca_key, hashes.SHA256())
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path = directory / f"{_safe(name)}.pem"
+        key_path = directory / f"{_safe(name)}-key.pem"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(key_path, key)
+        return cert_path, key_path
 
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts only the lab CA, with host name checking on."""
         return ssl.create_default_context(cafile=str(self.ca_path))
 
 
-def server_context(cert_path: pathlib.Path, key_path: pathlib.Path) -> ssl.SSLContext:
+def server_context(cert_path: pathlib.Path, key_path: pathlib.Path,
+                   client_ca: pathlib.Path | None = None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_path), str(key_path))
+    _ask_for_client_certificate(context, client_ca or cert_path.parent.parent / "ca.pem")
     return context
 
 
-def switching_context(choose: t.Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+def _ask_for_client_certificate(context: ssl.SSLContext, client_ca: pathlib.Path) -> None:
+    # HTTP.sys asks for a client certificate when certificate authentication is on; a client without one still
+    # completes the handshake (and authenticates another way). One from another CA fails the handshake.
+    if client_ca.exists():
+        context.load_verify_locations(str(client_ca))
+        context.verify_mode = ssl.CERT_OPTIONAL
+
+
+def client_upn(der: bytes | None) -> str | None:
+    """The UPN in a (verified) client certificate's subject alternative name, if any."""
+    if not der:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    for other in names.get_values_for_type(x509.OtherName):
+        if other.type_id == UPN_OID:
+            return _read_der_utf8(other.value)
+    return None
+
+
+def _der_utf8(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if len(data) >= 128:
+        raise ValueError("UPN too long for this encoder")
+    return bytes((0x0C, len(data))) + data
+
+
+def _read_der_utf8(der: bytes) -> str | None:
+    if len(der) < 2 or der[0] != 0x0C or der[1] >= 128 or len(der) != 2 + der[1]:
+        return None
+    return der[2:].decode("utf-8", "replace")
+
+
+def switching_context(choose: t.Callable[[], ssl.SSLContext], client_ca: pathlib.Path | None = None) -> ssl.SSLContext:
     """A listener context that picks the real context when each handshake starts.
 
     OpenSSL calls the SNI callback for every ClientHello, with or without a server name, so the certificate a device
@@ -170,6 +242,9 @@ def switching_context(choose: t.Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_ca is not None:
+        # OpenSSL keeps the verify mode of the context the handshake started with, whatever the callback picks.
+        _ask_for_client_certificate(context, client_ca)
 
     def pick(ssl_object: t.Any, server_name: str | None, _initial: ssl.SSLContext) -> None:
         ssl_object.context = choose()

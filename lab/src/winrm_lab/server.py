@@ -177,7 +177,7 @@ class LabServer:
             return self.ca.server_certificate(device.name, device.address, device.faults.certificate,
                                               extra_dns_names=extra).context
 
-        return pki.switching_context(choose)
+        return pki.switching_context(choose, self.ca.ca_path)
 
     async def _sweep_idle_shells(self) -> None:
         while True:
@@ -204,8 +204,12 @@ class LabServer:
 
         connection = t.cast(_Connection, request.protocol)
         is_https = scheme == "https"
+        peer = None
+        if is_https and request.transport is not None:
+            ssl_object = request.transport.get_extra_info("ssl_object")
+            peer = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         result = self.authenticator.authenticate(device, connection.security, request.headers.get("Authorization"),
-                                                 is_https)
+                                                 is_https, peer)
         if not result.ok:
             return _response(401, headers=result.headers)
 

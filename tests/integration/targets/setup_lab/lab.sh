@@ -1,15 +1,15 @@
 # shellcheck shell=bash
 # Sourced by the integration targets' runme.sh: starts a winrm-lab fleet on a loopback range of its own, waits
 # until every device listens (the manifest appears only then), and stops it when the target exits.
-#   start_lab COUNT SCENARIO  ->  sets LAB_DIR, LAB_INVENTORY, LAB_MANIFEST
+#   start_lab COUNT SCENARIO [AUTH]  ->  sets LAB_DIR, LAB_INVENTORY, LAB_MANIFEST (AUTH: winrm-lab --auth, ntlm)
 start_lab() {
-    local count=$1 scenario=$2
+    local count=$1 scenario=$2 auth=${3:-ntlm}
     LAB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/winrm-lab.XXXXXX")
     LAB_INVENTORY="$LAB_DIR/inventory.yml"
     LAB_MANIFEST="$LAB_DIR/manifest.json"
     # A random 127.x.y.0/24 block, so labs of parallel runs and a running demo do not collide.
     local base="127.$((RANDOM % 200 + 30)).$((RANDOM % 250 + 1)).1"
-    winrm-lab --devices "$count" --scenario "$scenario" --seed 7 --base-address "$base" \
+    winrm-lab --devices "$count" --scenario "$scenario" --seed 7 --base-address "$base" --auth "$auth" \
         --work-dir "$LAB_DIR/devices" --inventory "$LAB_INVENTORY" --manifest "$LAB_MANIFEST" \
         >"$LAB_DIR/lab.log" 2>&1 &
     LAB_PID=$!

@@ -56,13 +56,19 @@ class DeviceAction(ActionBase):
         result.setdefault("changed", False)
         return result
 
-    def winrm_settings(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> WinRMSettings:
-        """Task options first, then the host's inventory variables (templated), then safe defaults."""
+    def winrm_settings(self, args: dict[str, t.Any], task_vars: t.Mapping[str, t.Any],
+                       template: t.Callable[[t.Any], t.Any] | None = None) -> WinRMSettings:
+        """Task options first, then the host's inventory variables (templated), then safe defaults.
+
+        `template` renders one variable; by default this task's templar, which knows the task's own host. A task
+        serving many hosts passes each host's `hostvars` entry, which renders its variables itself.
+        """
+        template = template or self._templar.template
         host_vars: dict[str, t.Any] = {}
         for variables in WINRM_HOST_VARIABLES.values():
             for name in variables:
                 if name in task_vars:
-                    host_vars[name] = self._templar.template(task_vars[name])
+                    host_vars[name] = template(task_vars[name])
         options = {name: args.get(name) for name in WINRM_ARGUMENT_SPEC}
         try:
             return resolve_settings(options, host_vars, task_vars.get("inventory_hostname", ""))

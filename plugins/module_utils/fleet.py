@@ -145,8 +145,11 @@ class SupportVisit:
 
     def run(self) -> dict[str, t.Any]:
         record: dict[str, t.Any] = {"host": self.host, "status": "failed", "reason": "", "check": "",
+                                    "request_reason": self.options["reason"],
                                     "session_id": None, "requested_at": None, "authorized_at": None,
-                                    "expires_at": None, "ended_at": None, "transfers": [], "changed": False}
+                                    "expires_at": None, "ended_at": None, "transfers": [], "changed": False,
+                                    "push_bytes": None, "push_sha256": None, "collect_bytes": None,
+                                    "collect_sha256": None, "collect_path": None}
         authorization = self.session("authorized")
         record["changed"] = bool(authorization.get("changed"))
         self._session_times(record, authorization.get("session"))
@@ -164,7 +167,13 @@ class SupportVisit:
                     dest = os.path.join(dest, self.host) + os.sep
                     os.makedirs(dest, mode=0o750, exist_ok=True)
                 result = self.transfer(direction, step["src"], dest)
-                record["transfers"].append(_transfer_entry(direction, result))
+                entry = _transfer_entry(direction, result)
+                record["transfers"].append(entry)
+                if not result.get("failed"):
+                    record[f"{_step_name(direction)}_bytes"] = entry["bytes"]
+                    record[f"{_step_name(direction)}_sha256"] = entry["sha256"]
+                    if direction == "from_device":
+                        record["collect_path"] = entry["dest"]
                 record["changed"] = record["changed"] or bool(result.get("changed"))
                 if result.get("failed"):
                     record["reason"] = f"{_step_name(direction)}: {result.get('msg')}"
@@ -183,9 +192,10 @@ class SupportVisit:
         state = authorization.get("state")
         record["reason"] = authorization.get("msg") or ""
         if device_status == "unreachable":
-            reason = (authorization.get("connection") or {}).get("reason")
+            connection = authorization.get("connection") or {}
             record["status"] = "unreachable"
-            record["reason"] = f"{authorization.get('msg')} ({reason})" if reason else record["reason"]
+            record["reason"] = "; ".join(str(part) for part in (
+                f"{authorization.get('msg')} ({connection.get('reason')})", connection.get("message")) if part)
         elif device_status == "idle":
             record["status"] = "idle"
         elif state in ("denied", "timed_out"):
@@ -197,6 +207,9 @@ class SupportVisit:
             self._session_times(record, now.get("session"))
             if now.get("state") == "pending_confirmation":
                 record["status"] = "timed_out"
+                record["reason"] = (f"No answer within wait_timeout ({self.options['wait_timeout']} s)"
+                                    + ("; the prompt was withdrawn" if self.options["end_session"] else
+                                       "; the request stays pending (end_session is off)"))
                 if self.options["end_session"] and (now.get("session") or {}).get("requested_by") \
                         == self.options["requested_by"]:
                     self._end(record)

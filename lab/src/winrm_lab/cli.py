@@ -15,6 +15,7 @@ import tempfile
 
 from .emulation.powershell import DEVICE_SCRIPTS_ENV, device_scripts_dir
 from .scenarios import DEFAULT_BASE_ADDRESS, SCENARIOS, build_fleet, device_addresses
+from .windows_time import MODELS
 
 # Each device holds two listening sockets, and each client connection one more.
 FILES_PER_DEVICE = 4
@@ -42,6 +43,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=pathlib.Path, metavar="FILE",
                         help="write the manifest (JSON: endpoints, credentials, expected results, control surface) "
                              "here once every device listens; removed on exit")
+    parser.add_argument("--device-latency", default="none", choices=("none", "windows"),
+                        help="windows: each device script waits as long as Windows would for powershell.exe to "
+                             "start and for each WMI query it makes (figures in lab/README.md); none: answer at "
+                             "once (default)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="what the lab logs on stderr (default warning)")
     args = parser.parse_args(argv)
@@ -81,6 +86,8 @@ async def _serve(args: argparse.Namespace, work_dir: pathlib.Path) -> int:
 
     fleet = build_fleet(args.devices, args.scenario, args.seed, args.base_address, args.http_port, args.https_port,
                         work_dir)
+    for device in fleet.devices:
+        device.windows_time = MODELS[args.device_latency]
     lab = RunningLab(fleet, args.inventory, args.manifest)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

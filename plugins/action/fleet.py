@@ -135,7 +135,13 @@ class ActionModule(DeviceAction):
                 settings = self.winrm_settings(options, hostvars[host], template=lambda value: value)
             return WinRMClient(settings)
 
+        # A worker process outlives an ansible-playbook that is killed outright (Ansible detaches its workers); serving
+        # devices on for a run nobody follows would race the rerun, so devices not started yet are left alone.
+        controller = os.getppid()
+
         def work(host: str) -> dict[str, t.Any]:
+            if os.getppid() != controller:
+                raise fleet.NotStarted(host)
             try:
                 client = client_for(host)
             except AnsibleActionFail as error:

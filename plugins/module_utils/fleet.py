@@ -60,6 +60,10 @@ CHECKS = {
     "failed": "See the reason. Fix what it names and run again: devices already done are not touched again.",
 }
 
+class NotStarted(Exception):
+    """Raised by work() for a device it will not start (the run was stopped): no result, no progress."""
+
+
 ProgressCallback = t.Callable[[int, int, str, t.Mapping[str, t.Any]], None]
 
 
@@ -86,17 +90,24 @@ def serve(hosts: t.Sequence[str], work: t.Callable[[str], dict[str, t.Any]], con
     workers = max(1, min(concurrency, len(hosts)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet") as pool:
         futures = {pool.submit(_guarded, work, host): host for host in hosts}
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
+        done = 0
+        for future in concurrent.futures.as_completed(futures):
             host = futures[future]
-            results[host] = future.result()
+            try:
+                results[host] = future.result()
+            except NotStarted:
+                continue
+            done += 1
             if progress is not None:
                 progress(done, len(hosts), host, results[host])
-    return {host: results[host] for host in hosts}
+    return {host: results[host] for host in hosts if host in results}
 
 
 def _guarded(work: t.Callable[[str], dict[str, t.Any]], host: str) -> dict[str, t.Any]:
     try:
         return work(host)
+    except NotStarted:
+        raise
     except Exception as error:  # one device's defect must not cost the other devices their results
         return {"changed": False, "failed": True,
                 "msg": f"Serving {host} failed unexpectedly: {type(error).__name__}: {error}"}

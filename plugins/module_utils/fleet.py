@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import os
-import threading
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, file_transfer
@@ -59,6 +58,7 @@ CHECKS = {
                    "the inventory's address, credentials and CA are right for it.",
     "failed": "See the reason. Fix what it names and run again: devices already done are not touched again.",
 }
+
 
 class NotStarted(Exception):
     """Raised by work() for a device it will not start (the run was stopped): no result, no progress."""
@@ -169,8 +169,8 @@ class SupportVisit:
         ours = authorization.get("changed") or (authorization["session"] or {}).get("requested_by") \
             == self.options["requested_by"]
         try:
-            for direction, step in (("to_device", self.options.get("push")), ("from_device",
-                                                                             self.options.get("collect"))):
+            steps = (("to_device", self.options.get("push")), ("from_device", self.options.get("collect")))
+            for direction, step in steps:
                 if not step:
                     continue
                 dest = step["dest"]
@@ -191,8 +191,8 @@ class SupportVisit:
                     record["check"] = _transfer_check(result)
                     return record
             record["status"] = "done"
-            record["reason"] = "authorized" + "".join(f", {_step_name(entry['direction'])} verified"
-                                                   for entry in record["transfers"])
+            verified = "".join(f", {_step_name(entry['direction'])} verified" for entry in record["transfers"])
+            record["reason"] = "authorized" + verified
             return record
         finally:
             if ours and self.options["end_session"]:

@@ -11,7 +11,7 @@ version_added: 0.2.0
 description:
   - Runs one of the collection's device actions on every device of O(hosts) from a single task on the controller,
     at most O(concurrency) devices at once (threads), and returns each device's result keyed by its inventory name.
-  - Meant for fleet-wide playbooks with C(run_once: true). Ansible's per-host worker costs more controller CPU than
+  - Meant for fleet-wide playbooks with C(run_once=true). Ansible's per-host worker costs more controller CPU than
     a device probe itself; one task serving the whole play costs a fraction of that per device.
   - Each device's connection settings come from its own host variables (C(ansible_host), C(ansible_user),
     C(ansible_password), C(ansible_winrm_*)), rendered for that host, exactly as the per-host modules resolve them.
@@ -31,8 +31,8 @@ options:
       - C(device_info), C(support_session), C(file_transfer) take the options of the module of that name in
         O(options) and return its result per device.
       - C(support) requests authorization and waits for the client's consent, then (when authorized) pushes
-        O(options.push) and collects O(options.collect), then ends the session it opened unless
-        O(options.end_session=false). Each device's result has an RV(results.status).
+        C(push) and collects C(collect), then ends the session it opened unless
+        C(end_session=false). Each device's result has an RV(results.status).
     type: str
     required: true
     choices: [device_info, support_session, file_transfer, support]
@@ -73,7 +73,7 @@ options:
     type: int
     default: 0
 notes:
-  - Use it with C(run_once: true): the registered result then holds every device's result, available to every
+  - Use it with C(run_once=true); the registered result then holds every device's result, available to every
     host of the play, e.g. C(fleet_result.results[inventory_hostname]).
   - Secrets in host variables are used to connect and never returned.
 attributes:
@@ -146,8 +146,8 @@ results:
   contains:
     status:
       description:
-        - For C(device_info), the device's status. For C(support), the visit's outcome: C(done) (authorized, every transfer verified, session ended unless kept), C(denied),
-          C(timed_out) (no answer in time; the prompt is withdrawn), C(idle), C(unreachable) or C(failed).
+        - For C(device_info), the device's status. For C(support), the visit's outcome, one of C(done)
+          (authorized, every transfer verified, session ended unless kept), C(denied), C(timed_out) (no answer in time; the prompt is withdrawn), C(idle), C(unreachable) or C(failed).
       type: str
       sample: done
     reason:
@@ -173,7 +173,7 @@ results:
       type: str
     transfers:
       description:
-        - C(support) only. One entry per transfer: C(direction), C(src), C(dest), C(bytes), C(sha256) (verified
+        - C(support) only. One entry per transfer, with C(direction), C(src), C(dest), C(bytes), C(sha256) (verified
           at both ends), C(changed), C(result), C(error_code).
       type: list
       elements: dict

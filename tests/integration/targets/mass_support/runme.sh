@@ -13,13 +13,14 @@ mkdir -p "$work"
 head -c 300000 /dev/urandom > "$work/tool.bin"
 python3 lab_fleet.py "$LAB_MANIFEST" setup "$work/expected.json"
 
-# Variables as JSON: Windows paths keep their backslashes.
+# Variables as JSON: Windows paths keep their backslashes. At most 50 prompts open at once keeps the lab (which
+# shares the CI machine with the controller) inside the inventory's 10 s read timeout.
 run_vars() {  # run_vars NAME REASON
     cat > "$work/$1.json" <<JSON
 {"reason": "$2", "push_src": "$work/tool.bin",
  "push_dest": "C:\\\\Users\\\\Public\\\\Documents\\\\support\\\\tool.bin",
  "collect_src": "C:\\\\Users\\\\Public\\\\Documents\\\\support\\\\diag.log", "collect_dest": "$work/$1/collected",
- "report_dir": "$work/$1", "wait_timeout": 15}
+ "report_dir": "$work/$1", "wait_timeout": 15, "max_open_prompts": 50}
 JSON
 }
 

@@ -3,7 +3,7 @@ playbook (one fleet task), the per-host module path it replaced, and mass_suppor
 a collect), beside the lab's ceiling; optionally with the lab's model of Windows' own time per command.
 
     python bench/fleet_bench.py [--devices 500] [--forks 50] [--device-latency none|windows]
-                                [--paths device_info,per_host,mass_support,ceiling]
+                                [--paths device_info,per_host,reauthorize_expiring,end_sessions,mass_support,ceiling]
 
 Controller CPU is the user + system time of ansible-playbook and every process it started (its forks), read from
 getrusage(RUSAGE_CHILDREN) around the run; the lab runs in another process and is not counted.
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing as t
 
 from lablib import RunningLab
 from lab_bench import client as ceiling_client
@@ -78,13 +79,14 @@ def mass_support(lab: RunningLab, forks: int) -> dict:
     work = pathlib.Path(tempfile.mkdtemp(prefix="mass-support-bench."))
     push = work / "tool.bin"
     push.write_bytes(os.urandom(256 * 1024))
-    collect = "C:\\ProgramData\\RemoteSupport\\bench-collect.log"
+    collect = "C:\\Users\\Public\\Documents\\support\\bench-collect.log"
     for device in lab.manifest["devices"]:
         control.write_file(device["name"], collect, f"log of {device['name']}\n".encode() * 1000)
-    figures = run_playbook(lab, "remote_support.windows.mass_support", forks, [
-        "-e", "reason='Benchmark: push a tool, collect a log'", "-e", f"push_src={push}",
-        "-e", "push_dest=C:\\ProgramData\\RemoteSupport\\tool.bin", "-e", f"collect_src={collect}",
-        "-e", f"collect_dest={work / 'collected'}", "-e", f"report_dir={work / 'report'}"])
+    # As JSON: key=value would read the backslash-t of "\\tool.bin" as a tab.
+    run_vars = {"reason": "Benchmark: push a tool, collect a log", "push_src": str(push),
+                "push_dest": "C:\\Users\\Public\\Documents\\support\\tool.bin", "collect_src": collect,
+                "collect_dest": str(work / "collected"), "report_dir": str(work / "report")}
+    figures = run_playbook(lab, "remote_support.windows.mass_support", forks, ["-e", json.dumps(run_vars)])
     figures.pop("output")
     report = json.loads((work / "report" / "report.json").read_text())
     done = sum(1 for record in report if record["status"] == "done")
@@ -95,6 +97,20 @@ def mass_support(lab: RunningLab, forks: int) -> dict:
         raise RuntimeError("a pushed file's SHA-256 differs")
     return dict(figures, path=f"playbooks/mass_support.yml, consents after {CONSENT_AFTER_SECONDS:.0f} s, "
                               "push 256 KiB + collect 25 KB")
+
+
+def read_only_playbook(name: str) -> t.Callable[[RunningLab, int], dict]:
+    """A fleet playbook that reads every device's session and here finds nothing to change (no session is open or
+    due): what reading the whole fleet costs."""
+
+    def run(lab: RunningLab, forks: int) -> dict:
+        figures = run_playbook(lab, f"remote_support.windows.{name}", forks)
+        output = figures.pop("output")
+        if f"{lab.devices} devices:" not in output:
+            raise RuntimeError(f"{name} did not report on every device:\n{output[-2000:]}")
+        return dict(figures, path=f"playbooks/{name}.yml (fleet tasks, nothing to change)")
+
+    return run
 
 
 def ceiling(lab: RunningLab, seconds: float = 10.0) -> dict:
@@ -112,6 +128,8 @@ def ceiling(lab: RunningLab, seconds: float = 10.0) -> dict:
 
 
 PATHS = {"device_info": device_info_fleet, "per_host": device_info_per_host, "mass_support": mass_support,
+         "reauthorize_expiring": read_only_playbook("reauthorize_expiring"),
+         "end_sessions": read_only_playbook("end_sessions"),
          "ceiling": lambda lab, forks: ceiling(lab)}
 
 
@@ -120,7 +138,8 @@ def main() -> dict:
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--forks", type=int, default=50)
     parser.add_argument("--device-latency", default="none", choices=("none", "windows"))
-    parser.add_argument("--paths", default="device_info,per_host,mass_support,ceiling")
+    parser.add_argument("--paths", default="device_info,per_host,reauthorize_expiring,end_sessions,mass_support,"
+                                           "ceiling")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / ".venv" / "collections"))
     figures: dict = {"devices": args.devices, "device_latency": args.device_latency, "runs": {}}

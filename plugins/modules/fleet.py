@@ -147,7 +147,8 @@ results:
     status:
       description:
         - For C(device_info), the device's status. For C(support), the visit's outcome, one of C(done)
-          (authorized, every transfer verified, session ended unless kept), C(denied), C(timed_out) (no answer in time; the prompt is withdrawn), C(idle), C(unreachable) or C(failed).
+          (authorized, every transfer verified, session ended unless kept), C(denied), C(timed_out) (no answer
+          in time; the prompt is withdrawn), C(idle), C(unreachable) or C(failed).
       type: str
       sample: done
     reason:

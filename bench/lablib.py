@@ -17,8 +17,9 @@ import psutil
 class RunningLab:
     """A `winrm-lab` process started for a benchmark; use as a context manager."""
 
-    def __init__(self, devices: int, scenario: str = "healthy", seed: int = 3) -> None:
+    def __init__(self, devices: int, scenario: str = "healthy", seed: int = 3, device_latency: str = "none") -> None:
         self.devices = devices
+        self.device_latency = device_latency
         self.scenario = scenario
         self.seed = seed
         self.directory = pathlib.Path(tempfile.mkdtemp(prefix="winrm-lab-bench."))
@@ -34,7 +35,8 @@ class RunningLab:
         self.process = subprocess.Popen(
             ["winrm-lab", "--devices", str(self.devices), "--scenario", self.scenario, "--seed", str(self.seed),
              "--base-address", base, "--work-dir", str(self.directory / "devices"),
-             "--inventory", str(self.inventory), "--manifest", str(self.manifest_path)],
+             "--inventory", str(self.inventory), "--manifest", str(self.manifest_path),
+             *(["--device-latency", self.device_latency] if self.device_latency != "none" else [])],
             stdout=subprocess.DEVNULL, stderr=open(self.directory / "lab.log", "wb"))
         while not self.manifest_path.exists():
             if self.process.poll() is not None:

@@ -58,23 +58,47 @@ class DeviceAction(ActionBase):
         result.setdefault("changed", False)
         return result
 
-    def winrm_settings(self, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> WinRMSettings:
+    def winrm_settings(self, args: dict[str, t.Any], task_vars: t.Mapping[str, t.Any],
+                       template: t.Callable[[t.Any], t.Any] | None = None,
+                       play: t.Mapping[str, t.Any] | None = None) -> WinRMSettings:
         """Task options first, then the play's connection user and password, then the host's inventory variables
-        (templated), then safe defaults."""
+        (templated), then safe defaults.
+
+        `template` renders one variable; by default this task's templar, which knows the task's own host. A task
+        serving many hosts passes each host's `hostvars` entry, which renders its variables itself, and the play's
+        own credentials from `play_credentials()`.
+        """
+        template = template or self._templar.template
         host_vars: dict[str, t.Any] = {}
         for variables in (*WINRM_HOST_VARIABLES.values(), *PSRP_HOST_VARIABLES.values(), ("ansible_connection",)):
             for name in variables:
                 if name in task_vars and name not in host_vars:
-                    host_vars[name] = self._templar.template(task_vars[name])
+                    host_vars[name] = template(task_vars[name])
         options = {name: args.get(name) for name in WINRM_ARGUMENT_SPEC}
-        # Ansible has already resolved the play's connection user and password for this host: ansible_user and
-        # ansible_password when the inventory sets them, else -u / --ask-pass (how AWX passes a machine credential)
-        # or the play's remote_user. The play context is where --ask-pass's answer lives; it is never a variable.
-        play = {"user": self._play_context.remote_user, "password": self._play_context.password}
+        if play is None:
+            # Ansible has already resolved the play's connection user and password for this host: ansible_user and
+            # ansible_password when the inventory sets them, else -u / --ask-pass (how AWX passes a machine
+            # credential) or the play's remote_user. The play context is where --ask-pass's answer lives; it is
+            # never a variable.
+            play = {"user": self._play_context.remote_user, "password": self._play_context.password}
+        else:
+            # Another host served from this task: its own ansible_user / ansible_password win over the play's, as
+            # Ansible's connection would resolve them for that host.
+            play = {"user": host_vars.get("ansible_user") or play.get("user"),
+                    "password": host_vars.get("ansible_password") or play.get("password")}
         try:
             return resolve_settings(options, host_vars, task_vars.get("inventory_hostname", ""), play)
         except SettingsError as error:
             raise AnsibleActionFail(f"Connection settings for this host are not usable: {error}") from None
+
+    def play_credentials(self, task_vars: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """The play's own connection user and password (-u / --ask-pass, the play's remote_user), for a task that
+        serves hosts other than its own. The play context was resolved for this task's host: where that host's
+        inventory sets ansible_user or ansible_password, they replaced the play's value there, which is then not
+        known here, and each other host must bring its own."""
+        from_host = ("ansible_user" in task_vars, "ansible_password" in task_vars)
+        return {"user": self._task.remote_user if from_host[0] else self._play_context.remote_user,
+                "password": None if from_host[1] else self._play_context.password}
 
     def run_on_device(self, client: WinRMClient, args: dict[str, t.Any],
                       task_vars: dict[str, t.Any]) -> dict[str, t.Any]:

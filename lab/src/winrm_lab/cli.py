@@ -17,6 +17,7 @@ from . import kdc
 from .emulation.powershell import DEVICE_SCRIPTS_ENV, device_scripts_dir
 from .outputs import AUTH_MODES
 from .scenarios import DEFAULT_BASE_ADDRESS, SCENARIOS, build_fleet, device_addresses
+from .windows_time import MODELS
 
 # Each device holds two listening sockets, and each client connection one more.
 FILES_PER_DEVICE = 4
@@ -49,6 +50,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                              "MIT KDC on loopback, needs krb5-kdc and krb5-admin-server; export the KRB5_CONFIG it "
                              "prints); certificate (client certificates from the lab CA); credssp (over HTTPS). NTLM is "
                              "accepted with any")
+    parser.add_argument("--device-latency", default="none", choices=("none", "windows"),
+                        help="windows: each device script waits as long as Windows would for powershell.exe to "
+                             "start and for each WMI query it makes (figures in lab/README.md); none: answer at "
+                             "once (default)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="what the lab logs on stderr (default warning)")
     args = parser.parse_args(argv)
@@ -88,6 +93,8 @@ async def _serve(args: argparse.Namespace, work_dir: pathlib.Path) -> int:
 
     fleet = build_fleet(args.devices, args.scenario, args.seed, args.base_address, args.http_port, args.https_port,
                         work_dir)
+    for device in fleet.devices:
+        device.windows_time = MODELS[args.device_latency]
     lab = RunningLab(fleet, args.inventory, args.manifest, args.auth)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

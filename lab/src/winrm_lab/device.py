@@ -241,6 +241,8 @@ class Device:
     # When set, WMI on this device is broken: every Get-CimInstance fails with this message (what Windows gives
     # for a damaged WMI repository, e.g. "Provider load failure "), so device scripts that read WMI fail.
     wmi_error: str | None = None
+    # Windows' own time per command (windows_time.WindowsTime), or None: the lab answers at once.
+    windows_time: t.Any = None
     # Free-form labels the scenario attached (what this device is meant to show) and the expected results.
     behaviours: list[str] = dataclasses.field(default_factory=list)
     expected: dict[str, t.Any] = dataclasses.field(default_factory=dict)

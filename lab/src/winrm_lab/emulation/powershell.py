@@ -24,6 +24,7 @@ import typing as t
 
 import jsonschema
 
+from .. import windows_time
 from ..process import Program, ProcessIO
 from .scripts import DeviceScriptError
 
@@ -407,6 +408,7 @@ async def run_known_script(io: ProcessIO, known: KnownScript, script_input: t.An
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(the input)"
         return await fail(f"Cannot validate argument on parameter 'InputObject'. {where}: {errors[0].message}")
 
+    await windows_time.script_queries_answered(io.device, known.name)
     try:
         run = known.emulation.run
         # Emulations that care who runs them and where (the consent prompt) take the process as `io`.
@@ -440,6 +442,7 @@ def powershell_program(arguments: list[str]) -> Program:
     """powershell.exe started with `arguments` (everything after the program name)."""
 
     async def powershell(io: ProcessIO) -> int:
+        await windows_time.powershell_started(io.device)
         invocation = parse_command_line(list(arguments))
         if invocation.error:
             await io.write_stderr(invocation.error + "\r\n")

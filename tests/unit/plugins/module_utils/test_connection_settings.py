@@ -112,7 +112,10 @@ def test_the_documented_table_maps_every_setting_to_its_variables():
 
 def test_every_module_is_in_the_action_group():
     runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text(encoding="utf-8"))
-    modules = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+    # fleet takes the connection options inside its `options`, for the per-device action it runs: a group default
+    # would reach it as an option it does not have.
+    modules = sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py")
+                     if p.stem not in ("__init__", "fleet"))
     assert sorted(runtime["action_groups"]["remote_support"]) == modules
 
 

@@ -650,8 +650,10 @@ class SimulatedDevice:
             return
         if self.record.state == "denied" and name == "deny":
             self.denied_at = self.now
-        elif self.record.state == "authorized" and self.record.authorized_at != getattr(self.before, "authorized_at",
-                                                                                        None):
+        elif self.record.state == "authorized" and (
+                getattr(self.before, "state", None) != "authorized"
+                or self.record.authorized_at != self.before.authorized_at):
+            # A grant after a denial may carry the same second as the denied one (a request granted at once).
             self.denied_at = None
 
     def request(self, confirmation_required, ttl_seconds):

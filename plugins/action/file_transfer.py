@@ -6,12 +6,10 @@ an authorized support session."""
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 import time
 import typing as t
 
-from ansible.errors import AnsibleError
 from ansible.utils.display import Display
 
 from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer
@@ -32,7 +30,7 @@ class ActionModule(DeviceAction):
                     "error_code": "invalid_option"}
         options = dict(args, requested_by=args["requested_by"] or getpass.getuser())
         if args["direction"] == "to_device":
-            options["src"] = self._local_source(args["src"])
+            options["src"] = self.local_source(args["src"])
         host = task_vars.get("inventory_hostname", "")
 
         def progress(line: str) -> None:
@@ -41,13 +39,3 @@ class ActionModule(DeviceAction):
         return file_transfer.run(client, options, check_mode=bool(self._task.check_mode),
                                  diff=bool(self._task.diff), controller_now=utc_now, monotonic=time.monotonic,
                                  progress=progress, controller_host=socket.gethostname())
-
-    def _local_source(self, src: str) -> str:
-        """A relative src is looked for as copy and template look for theirs: the role's or playbook's files/."""
-        path = os.path.expanduser(src)
-        if os.path.isabs(path):
-            return path
-        try:
-            return self._find_needle("files", path)
-        except AnsibleError:
-            return os.path.abspath(path)

@@ -106,22 +106,13 @@ class ActionModule(DeviceAction):
         if action == "support_session":
             options["reason"] = options["reason"] or ""
         if action == "file_transfer" and options["direction"] == "to_device":
-            options["src"] = self._local_source(options["src"])
+            options["src"] = self.local_source(options["src"])
         if action == "support" and options.get("push"):
-            options["push"] = dict(options["push"], src=self._local_source(options["push"]["src"]))
+            options["push"] = dict(options["push"], src=self.local_source(options["push"]["src"]))
         if action == "support" and options.get("collect"):
             options["collect"] = dict(options["collect"], dest=os.path.abspath(os.path.expanduser(
                 options["collect"]["dest"])))
         return options
-
-    def _local_source(self, src: str) -> str:
-        path = os.path.expanduser(src)
-        if os.path.isabs(path):
-            return path
-        try:
-            return self._find_needle("files", path)
-        except Exception:
-            return os.path.abspath(path)
 
     def _work(self, action: str, options: dict[str, t.Any], hostvars: t.Mapping[str, t.Any],
               play: t.Mapping[str, t.Any]) -> t.Callable[[str], dict[str, t.Any]]:

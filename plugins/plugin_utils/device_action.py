@@ -12,9 +12,10 @@ option of the same meaning; the user and password come from the task, else from 
 from __future__ import annotations
 
 import datetime
+import os
 import typing as t
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import SettingsError
@@ -99,6 +100,16 @@ class DeviceAction(ActionBase):
         from_host = ("ansible_user" in task_vars, "ansible_password" in task_vars)
         return {"user": self._task.remote_user if from_host[0] else self._play_context.remote_user,
                 "password": None if from_host[1] else self._play_context.password}
+
+    def local_source(self, src: str) -> str:
+        """A relative src is looked for as copy and template look for theirs: the role's or playbook's files/."""
+        path = os.path.expanduser(src)
+        if os.path.isabs(path):
+            return path
+        try:
+            return self._find_needle("files", path)
+        except AnsibleError:
+            return os.path.abspath(path)
 
     def run_on_device(self, client: WinRMClient, args: dict[str, t.Any],
                       task_vars: dict[str, t.Any]) -> dict[str, t.Any]:

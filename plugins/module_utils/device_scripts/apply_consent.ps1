@@ -50,15 +50,7 @@ function Read-Key([string]$Path) {
 
 # library: session_record
 
-function Remove-Task([string]$Name) {
-    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
-    if ($null -ne $task) {
-        if ($task.State -eq 'Running') {
-            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
-        }
-        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
-    }
-}
+# library: task_removal
 
 function Register-ExpiryTask([DateTime]$ExpiresAt) {
     # As set_support_session.ps1 arms it: SYSTEM, once at expires_at (a UTC start boundary), run when available.

@@ -28,15 +28,7 @@ $timer = 'timer'
 
 # library: session_lock
 
-function Remove-Task([string]$Name) {
-    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
-    if ($null -ne $task) {
-        if ($task.State -eq 'Running') {
-            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
-        }
-        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
-    }
-}
+# library: task_removal
 
 $result = [ordered]@{
     script_version = 1

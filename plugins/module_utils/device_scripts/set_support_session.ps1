@@ -214,16 +214,7 @@ function New-SystemPrincipal {
     return New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
 }
 
-function Remove-Task([string]$Name) {
-    $task = Get-ScheduledTask -TaskName $Name -TaskPath '\' -ErrorAction SilentlyContinue
-    if ($null -ne $task) {
-        if ($task.State -eq 'Running') {
-            # For the prompt this closes the window still on the user's screen.
-            Stop-ScheduledTask -TaskName $Name -TaskPath '\'
-        }
-        Unregister-ScheduledTask -TaskName $Name -TaskPath '\' -Confirm:$false
-    }
-}
+# library: task_removal
 
 function Register-ExpiryTask([DateTime]$ExpiresAt) {
     # StartWhenAvailable: a device that was off or asleep at expires_at lapses the grant as soon as it can.

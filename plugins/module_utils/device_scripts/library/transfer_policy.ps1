@@ -153,7 +153,8 @@ foreach ($port in @('COM', 'LPT')) {
 function Assert-PathForm([string]$Path) {
     # What the text of a path may not be, before Windows makes anything of it; each refusal names its rule.
     $text = $Path.Replace('/', '\')
-    # \\?\, \\.\ and the NT form \??\ (the last written as a pattern: two question marks read as PowerShell 7 syntax).
+    # \\?\, \\.\ and the NT form: backslash, two question marks, backslash (written as a pattern, since two
+    # question marks side by side read as PowerShell 7 syntax).
     if ($text -match '^\\\\[.?]\\' -or $text -match '^\\\?\?\\') {
         throw (New-Refusal 'device_path' ("'{0}' is written in the Windows device namespace (\\?\ or \\.\): file transfers take ordinary paths only, such as C:\Users\name\file.txt." -f $Path))
     }

@@ -49,10 +49,10 @@ from ansible_collections.remote_support.windows.plugins.module_utils import (  #
     file_transfer,
     support_session,
 )
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (  # noqa: E402
-    WinRMClient,
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import resolve_settings
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
     envelope_bytes,
-    resolve_settings,
     stream_command_arguments,
     stream_header,
 )
@@ -239,7 +239,8 @@ def peak_rss_engine(device: dict, ca_file: str, direction: str, src: str, dest: 
 import datetime, json, socket, sys, time
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient, resolve_settings
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import resolve_settings
 job = json.loads(sys.argv[2])
 client = WinRMClient(resolve_settings({}, job["host_vars"], job["name"]))
 now = lambda: datetime.datetime.now(datetime.timezone.utc)

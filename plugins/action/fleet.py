@@ -23,11 +23,8 @@ from ansible.utils.display import Display
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, fleet
 from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer, support_session
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
-    HAS_WINRM,
-    WINRM_ARGUMENT_SPEC,
-    WinRMClient,
-)
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import HAS_WINRM, WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
 
 display = Display()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # Connection options shared by every module of the collection. Keep in step with WINRM_ARGUMENT_SPEC,
-    # WINRM_HOST_VARIABLES and PSRP_HOST_VARIABLES in plugins/module_utils/winrm_client.py and with the table in
+    # WINRM_HOST_VARIABLES and PSRP_HOST_VARIABLES in plugins/module_utils/winrm_settings.py and with the table in
     # docs/connection-settings.md (a unit test checks all four agree).
     DOCUMENTATION = r"""
 options:

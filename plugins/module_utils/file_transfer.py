@@ -45,7 +45,10 @@ from ansible_collections.remote_support.windows.plugins.module_utils import sess
 from ansible_collections.remote_support.windows.plugins.module_utils import support_session
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import envelope_bytes, send_chunk_bytes
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
+    envelope_bytes,
+    send_chunk_bytes,
+)
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "direction": {"type": "str", "required": True, "choices": ["to_device", "from_device"]},

@@ -153,7 +153,7 @@ detail:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
 
 
 def main() -> None:

@@ -228,7 +228,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.remote_support.windows.plugins.module_utils.support_policy import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
 
 
 def main() -> None:

@@ -19,12 +19,11 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import SettingsError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
-    HAS_WINRM,
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import HAS_WINRM, WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     WINRM_ARGUMENT_SPEC,
     PSRP_HOST_VARIABLES,
     WINRM_HOST_VARIABLES,
-    WinRMClient,
     WinRMSettings,
     resolve_settings,
 )

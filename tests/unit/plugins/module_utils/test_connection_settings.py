@@ -15,12 +15,12 @@ import yaml
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     PSRP_HOST_VARIABLES,
     WINRM_ARGUMENT_SPEC,
     WINRM_HOST_VARIABLES,
-    WinRMClient,
-    classify,
     resolve_settings,
 )
 

@@ -21,7 +21,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils import devi
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
     StreamOutput,
     envelope_bytes,
     send_chunk_bytes,

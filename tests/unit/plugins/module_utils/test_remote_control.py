@@ -502,6 +502,6 @@ def test_stopped_needs_no_account_and_no_authorized_session():
 def test_no_option_shadows_a_connection_option():
     """The task options and the WinRM connection options share one argument spec: a module option named like a
     connection option (user, host) would silently become the connection's."""
-    from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WINRM_ARGUMENT_SPEC
+    from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
 
     assert not set(remote_control.ARGUMENT_SPEC) & set(WINRM_ARGUMENT_SPEC)

@@ -19,13 +19,12 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
-    STDIN_CHUNK_BYTES,
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import STDIN_CHUNK_BYTES, WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     WINRM_ARGUMENT_SPEC,
     WINRM_HOST_VARIABLES,
-    WinRMClient,
     WinRMSettings,
-    classify,
     resolve_settings,
 )
 

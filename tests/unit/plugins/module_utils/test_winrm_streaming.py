@@ -15,12 +15,12 @@ import winrm.exceptions
 import winrm.protocol
 
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import resolve_settings
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
     SAFE_ENVELOPE_BYTES,
-    WinRMClient,
     envelope_bytes,
     parse_receive_response,
-    resolve_settings,
     send_chunk_bytes,
     stream_command_arguments,
     stream_header,

@@ -271,18 +271,27 @@ def shell_not_found(shell_id: str) -> WSManFault:
     )
 
 
-def invalid_command_id() -> WSManFault:
-    # No recorded Windows answer to an unknown CommandId was found. The closest recorded one is what the cmd shell
-    # plugin (winrscmd.dll) answers when rsp:Signal carries no CommandId: w:InvalidParameter, WSManFault Code 87
-    # (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect." (recorded from Server 2016 in an
-    # early pypsrp test script, also in pypsrp's tests). The lab answers an unknown CommandId the same way, since it
-    # is the same plugin refusing a CommandId it does not hold.
-    return invalid_parameter()
+def command_not_found(shell_id: str, command_id: str) -> WSManFault:
+    # A Signal naming a CommandId the shell does not hold: Windows answers the same ERROR_WSMAN_UNEXPECTED_SELECTORS
+    # fault (0x8033805B, s:Sender / w:InvalidSelectors) as for an unknown ShellId, the CommandId being part of what
+    # selects the resource (MS-WSMV 3.1.4, the rsp:Signal message). The f:Message wording is the lab's: no recorded Windows text.
+    return WSManFault(
+        "s:Sender", "w:InvalidSelectors",
+        "The WS-Management service cannot process the request because the request contained invalid selectors "
+        "for the resource. ",
+        2150858843,
+        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the command with "
+        f"CommandId {command_id} was not found in the shell. Possible causes are: the specified CommandId is "
+        "incorrect or the command no longer exists in the shell. ",
+        fault_detail=FAULT_DETAIL + "UnexpectedSelectors",
+    )
 
 
 def invalid_parameter() -> WSManFault:
-    # Recorded Windows fault, see invalid_command_id(); masterzen/winrm#80 shows the same fault for an empty
-    # rsp:Command.
+    # What the cmd shell plugin (winrscmd.dll) answers for a parameter it cannot use: w:InvalidParameter, WSManFault
+    # Code 87 (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect." (recorded from Server 2016
+    # in pypsrp's tests for an rsp:Signal without CommandId; masterzen/winrm#80 shows the same fault for an empty
+    # rsp:Command).
     text = "The parameter is incorrect. "
     return WSManFault("s:Sender", "w:InvalidParameter", text, 87, text,
                       fault_detail=FAULT_DETAIL + "InvalidValue", provider=_SHELL_PLUGIN)
@@ -344,9 +353,10 @@ def message_information_header_required() -> WSManFault:
                       action=ADDRESSING_FAULT_ACTION)
 
 
-def executable_not_found(message: str) -> WSManFault:
-    # WINRS_SKIP_CMD_SHELL with an executable CreateProcess cannot find: the cmd plugin fails the Command with the
-    # Win32 error, ERROR_FILE_NOT_FOUND (2) "The system cannot find the file specified." Modelled on the plugin's
-    # recorded w:InvalidParameter fault (same ProviderFault shape); the subcode Windows uses for a provider error is
-    # w:InternalError (recorded in pywinrm's tests). Not captured from Windows itself.
-    return WSManFault("s:Receiver", "w:InternalError", message, 2, message, provider=_SHELL_PLUGIN)
+def executable_not_found() -> WSManFault:
+    # WINRS_SKIP_CMD_SHELL with an executable CreateProcess cannot find: the cmd plugin fails the Command with
+    # s:Receiver / w:InternalError, the subcode Windows gives a provider's failure, and as WSManFault code the
+    # HRESULT of the Win32 error: 0x80070002 = HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "The system cannot find
+    # the file specified." (MS-WSMV 3.1.4, the rsp:Command message; MS-ERREF 2.1 for the HRESULT form).
+    text = "The system cannot find the file specified. "
+    return WSManFault("s:Receiver", "w:InternalError", text, 0x80070002, text, provider=_SHELL_PLUGIN)

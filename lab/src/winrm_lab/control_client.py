@@ -53,24 +53,34 @@ class ControlClient:
                 pass
             raise ControlError(error.code, text) from None
 
+    def _object(self, method: str, path: str, body: t.Any = None, query: dict[str, str] | None = None,
+                raw: bytes | None = None) -> dict[str, t.Any]:
+        """request() for an endpoint that answers a JSON object."""
+        return t.cast("dict[str, t.Any]", self.request(method, path, body, query, raw))
+
+    def _list(self, method: str, path: str, body: t.Any = None,
+              query: dict[str, str] | None = None) -> list[dict[str, t.Any]]:
+        """request() for an endpoint that answers a JSON list of objects."""
+        return t.cast("list[dict[str, t.Any]]", self.request(method, path, body, query))
+
     @staticmethod
     def _name(name: str) -> str:
         return urllib.parse.quote(name, safe="")
 
     # devices
     def health(self) -> dict[str, t.Any]:
-        return self.request("GET", "/health")
+        return self._object("GET", "/health")
 
     def devices(self) -> list[dict[str, t.Any]]:
-        return self.request("GET", "/devices")
+        return self._list("GET", "/devices")
 
     def device(self, name: str) -> dict[str, t.Any]:
-        return self.request("GET", f"/devices/{self._name(name)}")
+        return self._object("GET", f"/devices/{self._name(name)}")
 
     # the person at the device
     def log_user_on(self, name: str, user: str, consent: str = "accept", answer_after_seconds: float = 1.0,
                     session_id: int = 1) -> dict[str, t.Any]:
-        return self.request("PUT", f"/devices/{self._name(name)}/interactive-user",
+        return self._object("PUT", f"/devices/{self._name(name)}/interactive-user",
                             {"name": user, "consent": consent, "answer_after_seconds": answer_after_seconds,
                              "session_id": session_id})
 
@@ -78,7 +88,7 @@ class ControlClient:
         body: dict[str, t.Any] = {"consent": consent}
         if answer_after_seconds is not None:
             body["answer_after_seconds"] = answer_after_seconds
-        return self.request("PATCH", f"/devices/{self._name(name)}/interactive-user", body)
+        return self._object("PATCH", f"/devices/{self._name(name)}/interactive-user", body)
 
     def log_user_off(self, name: str) -> None:
         self.request("DELETE", f"/devices/{self._name(name)}/interactive-user")
@@ -87,74 +97,74 @@ class ControlClient:
     def set_agent(self, name: str, running: bool | None = None, interval_seconds: int | None = None
                   ) -> dict[str, t.Any]:
         body = {k: v for k, v in (("running", running), ("interval_seconds", interval_seconds)) if v is not None}
-        return self.request("PUT", f"/devices/{self._name(name)}/agent", body)
+        return self._object("PUT", f"/devices/{self._name(name)}/agent", body)
 
     def update_service(self, name: str, **settings: t.Any) -> dict[str, t.Any]:
-        return self.request("PATCH", f"/devices/{self._name(name)}/service", settings)
+        return self._object("PATCH", f"/devices/{self._name(name)}/service", settings)
 
     def advance_clock(self, name: str, seconds: float) -> dict[str, t.Any]:
-        return self.request("POST", f"/devices/{self._name(name)}/clock/advance", {"seconds": seconds})
+        return self._object("POST", f"/devices/{self._name(name)}/clock/advance", {"seconds": seconds})
 
     def advance_all_clocks(self, seconds: float) -> list[dict[str, t.Any]]:
-        return self.request("POST", "/clock/advance", {"seconds": seconds})
+        return self._list("POST", "/clock/advance", {"seconds": seconds})
 
     # what happened on the device
     def events(self, name: str, log: str | None = None, since: str | None = None) -> list[dict[str, t.Any]]:
         query = {k: v for k, v in (("log", log), ("since", since)) if v is not None}
-        return self.request("GET", f"/devices/{self._name(name)}/events", query=query or None)
+        return self._list("GET", f"/devices/{self._name(name)}/events", query=query or None)
 
     def write_events(self, name: str, source: str, event_id: int, message: str, count: int = 1,
                      entry_type: str = "Information", log: str = "Application") -> dict[str, t.Any]:
-        return self.request("POST", f"/devices/{self._name(name)}/events",
+        return self._object("POST", f"/devices/{self._name(name)}/events",
                             {"log": log, "source": source, "event_id": event_id, "entry_type": entry_type,
                              "message": message, "count": count})
 
     def set_event_log(self, name: str, log: str = "Application", **settings: t.Any) -> dict[str, t.Any]:
-        return self.request("PATCH", f"/devices/{self._name(name)}/event-log", {"log": log, **settings})
+        return self._object("PATCH", f"/devices/{self._name(name)}/event-log", {"log": log, **settings})
 
     def tasks(self, name: str) -> list[dict[str, t.Any]]:
-        return self.request("GET", f"/devices/{self._name(name)}/tasks")
+        return self._list("GET", f"/devices/{self._name(name)}/tasks")
 
     def prompts(self, name: str) -> list[dict[str, t.Any]]:
-        return self.request("GET", f"/devices/{self._name(name)}/prompts")
+        return self._list("GET", f"/devices/{self._name(name)}/prompts")
 
     # Remote Desktop
     def remote_desktop(self, name: str) -> dict[str, t.Any]:
-        return self.request("GET", f"/devices/{self._name(name)}/remote-desktop")
+        return self._object("GET", f"/devices/{self._name(name)}/remote-desktop")
 
     def set_remote_desktop(self, name: str, **settings: t.Any) -> dict[str, t.Any]:
-        return self.request("PATCH", f"/devices/{self._name(name)}/remote-desktop", settings)
+        return self._object("PATCH", f"/devices/{self._name(name)}/remote-desktop", settings)
 
     def shadow(self, name: str, account: str, session_id: int, control: bool = False,
                no_consent_prompt: bool = False) -> dict[str, t.Any]:
-        return self.request("POST", f"/devices/{self._name(name)}/remote-desktop/shadow",
+        return self._object("POST", f"/devices/{self._name(name)}/remote-desktop/shadow",
                             {"account": account, "session_id": session_id, "control": control,
                              "no_consent_prompt": no_consent_prompt})
 
     def list_files(self, name: str, path: str) -> list[dict[str, t.Any]]:
-        found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})
+        found = self._object("GET", f"/devices/{self._name(name)}/files", query={"path": path})
         if found["type"] != "directory":
             raise ControlError(400, f"{path} is a file")
         return found["entries"]
 
     def read_file(self, name: str, path: str) -> bytes:
-        found = self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path})
+        found = self._object("GET", f"/devices/{self._name(name)}/files", query={"path": path})
         if found["type"] != "file":
             raise ControlError(400, f"{path} is a directory")
         return base64.b64decode(found["content_base64"])
 
     def file_digest(self, name: str, path: str) -> dict[str, t.Any]:
         """A file's size and SHA-256, without its content."""
-        return self.request("GET", f"/devices/{self._name(name)}/files", query={"path": path, "content": "false"})
+        return self._object("GET", f"/devices/{self._name(name)}/files", query={"path": path, "content": "false"})
 
     def storage(self, name: str) -> dict[str, t.Any]:
-        return self.request("GET", f"/devices/{self._name(name)}/storage")
+        return self._object("GET", f"/devices/{self._name(name)}/storage")
 
     def set_storage(self, name: str, **fields: t.Any) -> dict[str, t.Any]:
-        return self.request("PATCH", f"/devices/{self._name(name)}/storage", fields)
+        return self._object("PATCH", f"/devices/{self._name(name)}/storage", fields)
 
     def write_file(self, name: str, path: str, data: bytes) -> dict[str, t.Any]:
-        return self.request("PUT", f"/devices/{self._name(name)}/files", query={"path": path}, raw=data)
+        return self._object("PUT", f"/devices/{self._name(name)}/files", query={"path": path}, raw=data)
 
     def delete_file(self, name: str, path: str) -> None:
         self.request("DELETE", f"/devices/{self._name(name)}/files", query={"path": path})
@@ -163,15 +173,15 @@ class ControlClient:
         body = {"path": path, "target": target}
         if move_existing_to is not None:
             body["move_existing_to"] = move_existing_to
-        return self.request("POST", f"/devices/{self._name(name)}/links", body)
+        return self._object("POST", f"/devices/{self._name(name)}/links", body)
 
     def registry(self, name: str, path: str) -> dict[str, t.Any]:
-        return self.request("GET", f"/devices/{self._name(name)}/registry", query={"path": path})
+        return self._object("GET", f"/devices/{self._name(name)}/registry", query={"path": path})
 
     def set_registry_value(self, name: str, path: str, value_name: str, value: t.Any) -> dict[str, t.Any]:
         if isinstance(value, bytes):
             value = {"base64": base64.b64encode(value).decode("ascii")}
-        return self.request("PUT", f"/devices/{self._name(name)}/registry",
+        return self._object("PUT", f"/devices/{self._name(name)}/registry",
                             {"path": path, "name": value_name, "value": value})
 
     def delete_registry(self, name: str, path: str, value_name: str | None = None) -> None:
@@ -180,18 +190,18 @@ class ControlClient:
 
     # accounts
     def set_password(self, name: str, user: str, password: str) -> dict[str, t.Any]:
-        return self.request("PUT", f"/devices/{self._name(name)}/accounts/{self._name(user)}",
+        return self._object("PUT", f"/devices/{self._name(name)}/accounts/{self._name(user)}",
                             {"password": password})
 
     def remove_account(self, name: str, user: str) -> dict[str, t.Any]:
-        return self.request("DELETE", f"/devices/{self._name(name)}/accounts/{self._name(user)}")
+        return self._object("DELETE", f"/devices/{self._name(name)}/accounts/{self._name(user)}")
 
     # faults
     def faults(self, name: str) -> dict[str, t.Any]:
-        return self.request("GET", f"/devices/{self._name(name)}/faults")
+        return self._object("GET", f"/devices/{self._name(name)}/faults")
 
     def set_faults(self, name: str, **faults: t.Any) -> dict[str, t.Any]:
-        return self.request("PATCH", f"/devices/{self._name(name)}/faults", faults)
+        return self._object("PATCH", f"/devices/{self._name(name)}/faults", faults)
 
     def clear_faults(self, name: str) -> dict[str, t.Any]:
-        return self.request("DELETE", f"/devices/{self._name(name)}/faults")
+        return self._object("DELETE", f"/devices/{self._name(name)}/faults")

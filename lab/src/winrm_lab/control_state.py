@@ -478,7 +478,7 @@ def apply_remote_desktop(device: Device, body: t.Any) -> None:
     _check_fields(body, ("shadow_firewall_rule_enabled", "remote_sessions"))
     if "shadow_firewall_rule_enabled" in body and not isinstance(body["shadow_firewall_rule_enabled"], bool):
         raise BadRequest("shadow_firewall_rule_enabled must be true or false")
-    sessions = None
+    sessions: list[remote_desktop.LogonSession] | None = None
     if "remote_sessions" in body:
         if not isinstance(body["remote_sessions"], list):
             raise BadRequest("remote_sessions must be a list of {user, session_id, station, state}")

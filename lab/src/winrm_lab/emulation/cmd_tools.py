@@ -187,7 +187,8 @@ async def _tool_powershell(interp: Interpreter, args: str, streams: Streams) -> 
     program = powershell_program(split_argv(args))
     if _is_console(interp, streams):
         return await program(interp.io)
-    return await program(_RedirectedIO(interp.io, streams))
+    # A stand-in for the process's ProcessIO: what it does not override is the process's own.
+    return await program(t.cast(ProcessIO, _RedirectedIO(interp.io, streams)))
 
 
 def _is_console(interp: Interpreter, streams: Streams) -> bool:

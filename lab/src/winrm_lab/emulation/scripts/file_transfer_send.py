@@ -11,6 +11,7 @@ import ntpath
 import os
 import typing as t
 
+from ... import drives
 from ...device import Device
 from ...process import ProcessIO
 from .. import session, transfers
@@ -53,7 +54,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         # Directory.CreateDirectory meets a file where a folder of the path should be: the nearest that exists.
         nearest = next((p for p in (parent_host, *parent_host.parents) if p.exists()), parent_host)
         if not nearest.is_dir():
-            name = transfers.drives.windows_path_of(device.file_root, nearest) or parent
+            assert device.file_root is not None  # host_path found the device's drives
+            name = drives.windows_path_of(device.file_root, nearest) or parent
             raise Refusal("exists", f"Cannot create \"{name}\" because a file or directory with the same name "
                                     "already exists.")
         parent_host.mkdir(parents=True, exist_ok=True)

@@ -270,7 +270,7 @@ class WinRSService:
             raise wsman.schema_validation_error("The Command request has no rsp:CommandLine.")
         command_text = (_text(body, "Command") or "").strip()
         if not command_text:
-            raise wsman.invalid_parameter()  # as Windows answers an empty rsp:Command (masterzen/winrm#80)
+            raise wsman.invalid_parameter()  # as Windows answers an empty rsp:Command
         arguments = [element.text or "" for element in body.findall(_rsp("Arguments"))]
         command_id = (body.get("CommandId") or _new_id()).upper()
         if command_id in shell.commands:

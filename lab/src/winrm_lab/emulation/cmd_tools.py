@@ -14,8 +14,8 @@ from .cmdline import split_argv
 if t.TYPE_CHECKING:
     from .cmd import Interpreter, Streams
 
-# Under WinRS stdin is a pipe, and timeout.exe refuses to run without a console (ansible/ansible#42947,
-# redcanaryco/atomic-red-team#1865: scripts switch to `ping -n` for that reason).
+# Under WinRS stdin is a pipe, and timeout.exe refuses to run without a console: scripts run remotely wait with
+# `ping -n` instead.
 TIMEOUT_REDIRECTED = "ERROR: Input redirection is not supported, exiting the process immediately.\r\n"
 
 

@@ -285,8 +285,8 @@ def command_not_found(shell_id: str, command_id: str) -> WSManFault:
 
 def invalid_parameter() -> WSManFault:
     # What the cmd shell plugin (winrscmd.dll) answers for a parameter it cannot use: w:InvalidParameter, WSManFault
-    # Code 87 (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect.", as Windows Server 2016
-    # answers an rsp:Signal without CommandId and an empty rsp:Command.
+    # Code 87 (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect.", as Windows answers an
+    # rsp:Signal without CommandId (Server 2016) and an empty rsp:Command.
     text = "The parameter is incorrect. "
     return WSManFault("s:Sender", "w:InvalidParameter", text, 87, text,
                       fault_detail=FAULT_DETAIL + "InvalidValue", provider=_SHELL_PLUGIN)

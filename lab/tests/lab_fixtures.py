@@ -20,6 +20,7 @@ import time
 import typing as t
 
 import jsonschema
+import pytest
 import requests.exceptions
 import winrm
 import winrm.exceptions
@@ -54,6 +55,11 @@ class LabProcess:
     @property
     def devices(self) -> list[dict[str, t.Any]]:
         return self.manifest["devices"]
+
+    @property
+    def directory(self) -> pathlib.Path:
+        """Where the lab keeps its files (the manifest, and the devices' drives under work/)."""
+        return self.manifest_path.parent
 
     def device(self, behaviour: str) -> dict[str, t.Any]:
         """The first device whose first behaviour is `behaviour`."""
@@ -97,6 +103,54 @@ def start_lab(directory: pathlib.Path, devices: int = 20, scenario: str = "mixed
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     return LabProcess(process, manifest_path, inventory_path, manifest,
                       ControlClient(manifest["control"]["url"], manifest["control"]["token"]))
+
+
+def module_lab(name: str, devices: int, seed: int, slot: int) -> t.Any:
+    """A module-scoped `lab` fixture: `devices` healthy devices in loopback block `slot`, stopped after the module.
+    Test modules share nothing but this machine: each takes its own block and seed."""
+
+    @pytest.fixture(scope="module")
+    def lab(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[LabProcess]:
+        running = start_lab(tmp_path_factory.mktemp(name), devices=devices, scenario="healthy", seed=seed,
+                            base=base_address(slot))
+        yield running
+        running.stop()
+
+    return lab
+
+
+def text_of(name: str) -> str:
+    """A device script's text, as the collection ships it."""
+    return (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
+
+
+def contract_of(name: str) -> dict[str, t.Any]:
+    """A device script's written contract."""
+    return json.loads((SCRIPTS / f"{name}.contract.json").read_text(encoding="utf-8"))
+
+
+def run_checked(protocol: winrm.protocol.Protocol, name: str, script_input: t.Any = None) -> dict[str, t.Any]:
+    """Runs device script `name` with its input checked against its contract, and returns its answer, checked against
+    the contract too. The script must succeed."""
+    contract = contract_of(name)
+    script_input = {} if script_input is None else script_input  # what run_device_script sends
+    jsonschema.validate(script_input, contract["input"])
+    outcome = run_device_script(protocol, text_of(name), script_input)
+    assert outcome.exit_code == 0, outcome.stderr.decode("utf-8", "replace")
+    answer = outcome.json()
+    jsonschema.validate(answer, contract["output"])
+    return answer
+
+
+class ScriptDevice:
+    """One lab device, driven by device scripts over WinRM."""
+
+    def __init__(self, lab: LabProcess, entry: dict[str, t.Any]) -> None:
+        self.lab, self.entry, self.name = lab, entry, entry["name"]
+        self.protocol = protocol_for(entry, lab.manifest["ca_file"])
+
+    def run(self, name: str, script_input: t.Any = None) -> dict[str, t.Any]:
+        return run_checked(self.protocol, name, script_input)
 
 
 def tcp_connects(address: str, port: int, timeout: float = 2.0) -> bool:

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import os
 import typing as t
 
-import jsonschema
 import pytest
 
-from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
+from lab_fixtures import ScriptDevice, module_lab, text_of
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
 
@@ -31,41 +29,15 @@ DAY = 86400
 AUDIT = {"event_id": 1042, "entry_type": "Information", "message": "Support agent removed by tester"}
 
 
-def text_of(name: str) -> str:
-    return (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
-
-
-def contract_of(name: str) -> dict[str, t.Any]:
-    return json.loads((SCRIPTS / f"{name}.contract.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("removal")
-    running = start_lab(directory, devices=12, scenario="healthy", seed=5, base=base_address(79))
-    running.directory = directory
-    yield running
-    running.stop()
+lab = module_lab("removal", devices=12, seed=5, slot=79)
 
 
 _next_device = itertools.count()
 
 
-class Device:
+class Device(ScriptDevice):
     def __init__(self, lab: t.Any) -> None:
-        self.lab = lab
-        self.entry = lab.devices[next(_next_device)]
-        self.name = self.entry["name"]
-        self.protocol = protocol_for(self.entry, lab.manifest["ca_file"])
-
-    def run(self, name: str, script_input: t.Any = None) -> dict[str, t.Any]:
-        contract = contract_of(name)
-        jsonschema.validate(script_input, contract["input"])
-        outcome = run_device_script(self.protocol, text_of(name), script_input)
-        assert outcome.exit_code == 0, outcome.stderr.decode("utf-8", "replace")
-        answer = outcome.json()
-        jsonschema.validate(answer, contract["output"])
-        return answer
+        super().__init__(lab, lab.devices[next(_next_device)])
 
     def install(self) -> None:
         self.run("install_agent", {"files": {name: text_of(name) for name in AGENT_SCRIPTS}, "heartbeat_task": True,

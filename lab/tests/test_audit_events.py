@@ -7,10 +7,9 @@ import datetime
 import json
 import typing as t
 
-import jsonschema
 import pytest
 
-from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
+from lab_fixtures import module_lab, protocol_for, run_checked, run_device_script
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
 from winrm_lab.event_log import EventLog, EventLogEntry
@@ -67,21 +66,11 @@ def test_clearing_starts_the_numbering_again() -> None:
 
 
 # --- read_audit_events through WinRM ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    running = start_lab(tmp_path_factory.mktemp("audit"), devices=3, scenario="healthy", seed=5,
-                        base=base_address(91))
-    yield running
-    running.stop()
+lab = module_lab("audit", devices=3, seed=5, slot=91)
 
 
 def read(lab: t.Any, device: dict[str, t.Any], script_input: dict[str, t.Any]) -> dict[str, t.Any]:
-    jsonschema.validate(script_input, CONTRACT["input"])
-    outcome = run_device_script(protocol_for(device, lab.manifest["ca_file"]), SCRIPT, script_input)
-    assert outcome.exit_code == 0, outcome.stderr.decode("utf-8", "replace")
-    answer = outcome.json()
-    jsonschema.validate(answer, CONTRACT["output"])
-    return answer
+    return run_checked(protocol_for(device, lab.manifest["ca_file"]), "read_audit_events", script_input)
 
 
 def test_reads_only_the_audit_source_since_a_time_oldest_first(lab: t.Any) -> None:

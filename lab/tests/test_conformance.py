@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import typing as t
+import xml.etree.ElementTree as ET
 
 import pytest
 import requests
@@ -19,7 +20,8 @@ from pypsrp.wsman import WSMan
 
 from conftest import PASSWORD, USER, Lab
 
-SHELL_NOT_FOUND = 2150858843
+SHELL_NOT_FOUND = 2150858843  # ERROR_WSMAN_UNEXPECTED_SELECTORS: an unknown ShellId, or CommandId in a Signal
+FILE_NOT_FOUND = 0x80070002  # 2147942402, HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)
 OPERATION_TIMED_OUT = 2150858793
 ACTION_NOT_SUPPORTED = 2150858771
 RESOURCE_URI_NOT_FOUND = 2150858811
@@ -214,10 +216,74 @@ def test_skip_cmd_shell_runs_the_executable_or_fails_the_command(lab: Lab) -> No
         assert protocol.get_command_output(shell_id, command_id) == (b"LAB-PC0000\r\n", b"", 0)
         with pytest.raises(winrm.exceptions.WSManFaultError) as error:
             protocol.run_command(shell_id, "echo", ["hi"], skip_cmd_shell=True)  # a cmd built-in, no echo.exe
-        assert error.value.wsman_fault_code == 2
-        assert "The system cannot find the file specified" in error.value.response
+        assert (error.value.fault_code, error.value.fault_subcode) == ("s:Receiver", "w:InternalError")
+        assert error.value.wsman_fault_code == FILE_NOT_FOUND
+        assert "The system cannot find the file specified" in error.value.reason
+        assert lab.server.winrs.shells(lab.device)[0].commands.keys() == {command_id}  # nothing was started
     finally:
         protocol.close_shell(shell_id)
+
+    with pypsrp(lab) as wsman, WinRS(wsman) as shell:
+        with pytest.raises(WSManFaultError) as psrp_error:
+            Process(shell, r"C:\Tools\no-such-program.exe", no_shell=True).begin_invoke()
+        assert psrp_error.value.code == FILE_NOT_FOUND
+        assert "The system cannot find the file specified" in psrp_error.value.reason
+        process = Process(shell, "hostname.exe", no_shell=True)  # the shell is still usable
+        process.invoke()
+        assert (process.stdout, process.rc) == (b"LAB-PC0000\r\n", 0)
+
+
+def test_create_echoes_the_environment_and_working_directory_it_was_given(lab: Lab) -> None:
+    rsp = "{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}"
+
+    def echoed(shell: ET.Element) -> tuple[dict[str, str | None], str | None]:
+        variables = {v.get("Name", ""): v.text for v in shell.iter(rsp + "Variable")}
+        return variables, shell.findtext(rsp + "WorkingDirectory")
+
+    # pywinrm reads only the ShellId; the whole response passes through its public send_message.
+    protocol = pywinrm(lab)
+    responses: list[bytes] = []
+    send = protocol.send_message
+
+    def recording(message: str) -> bytes:
+        responses.append(send(message))
+        return responses[-1]
+
+    protocol.send_message = recording  # type: ignore[method-assign]
+    shell_id = protocol.open_shell(env_vars={"LAB_COLOUR": "teal & <green>"}, working_directory="C:\\Windows")
+    try:
+        shell = ET.fromstring(responses[-1]).find(f".//{rsp}Shell")
+        assert shell is not None and shell.findtext(rsp + "ShellId") == shell_id
+        assert echoed(shell) == ({"LAB_COLOUR": "teal & <green>"}, "C:\\Windows")
+        # The order of the Shell type's sequence: ClientIP, Environment, WorkingDirectory, IdleTimeOut.
+        names = [child.tag.replace(rsp, "") for child in shell]
+        assert names[names.index("ClientIP"):names.index("IdleTimeOut") + 1] == [
+            "ClientIP", "Environment", "WorkingDirectory", "IdleTimeOut"]
+    finally:
+        protocol.close_shell(shell_id)
+
+    # pypsrp: the CreateResponse body its WinRS.open parses, and the same shell read back with a Get.
+    with pypsrp(lab) as wsman:
+        created: list[ET.Element] = []
+        create = wsman.create
+
+        def recording_create(*args: t.Any, **kwargs: t.Any) -> ET.Element:
+            created.append(create(*args, **kwargs))
+            return created[-1]
+
+        wsman.create = recording_create  # type: ignore[method-assign]
+        with WinRS(wsman, environment={"A": "1", "B": "two"}, working_directory="C:\\Users") as winrs:
+            shell = created[-1].find(f"{rsp}Shell")
+            assert shell is not None and echoed(shell) == ({"A": "1", "B": "two"}, "C:\\Users")
+            process = Process(winrs, "cd")
+            process.invoke()
+            assert process.stdout == b"C:\\Users\r\n"  # and the shell runs there
+
+        # A shell created without them echoes neither.
+        with WinRS(wsman) as plain:
+            shell = created[-1].find(f"{rsp}Shell")
+            assert shell is not None and echoed(shell) == ({}, None)
+            assert plain.id
 
 
 def test_unicode_with_codepage_65001_and_437(lab: Lab) -> None:
@@ -292,6 +358,31 @@ def test_signals_ctrl_c_and_terminate(lab: Lab) -> None:
         assert pywinrm_error.value.fault_subcode == "w:InvalidParameter"
     finally:
         protocol.close_shell(shell_id)
+
+
+def test_a_signal_for_an_unknown_command_id_is_an_invalid_selector(lab: Lab) -> None:
+    bogus = "AAAAAAAA-0000-0000-0000-000000000000"
+    protocol = pywinrm(lab)
+    shell_id = protocol.open_shell()
+    try:
+        command_id = protocol.run_command(shell_id, "ping", ["-n", "60", "127.0.0.1"])
+        with pytest.raises(winrm.exceptions.WSManFaultError) as error:
+            protocol.cleanup_command(shell_id, bogus)
+        assert (error.value.fault_code, error.value.fault_subcode) == ("s:Sender", "w:InvalidSelectors")
+        assert error.value.wsman_fault_code == SHELL_NOT_FOUND
+        assert bogus in error.value.response
+        protocol.cleanup_command(shell_id, command_id)  # the shell and its real command are untouched
+        with pytest.raises(winrm.exceptions.WSManFaultError) as again:  # a terminated command is unknown too
+            protocol.cleanup_command(shell_id, command_id)
+        assert again.value.fault_subcode == "w:InvalidSelectors"
+    finally:
+        protocol.close_shell(shell_id)
+
+    with pypsrp(lab) as wsman, WinRS(wsman) as shell:
+        with pytest.raises(WSManFaultError) as psrp_error:
+            shell.signal(SignalCode.TERMINATE, bogus)
+        assert psrp_error.value.code == SHELL_NOT_FOUND
+        assert bogus in psrp_error.value.reason
 
 
 # Faults of the WS-Management layer -------------------------------------------------------------------------------

@@ -6,20 +6,14 @@ import urllib.request
 
 import pytest
 
-from lab_fixtures import (base_address, check_facts, checkin_age_seconds, failure_reason, probe, start_lab,
-                          tcp_connects)
+from lab_fixtures import check_facts, checkin_age_seconds, failure_reason, module_lab, probe, tcp_connects
 from winrm_lab.control import ControlClient, ControlError
 
 AGENT_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Agent"
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    # Each test below takes a device of its own, so their changes do not meet.
-    running = start_lab(tmp_path_factory.mktemp("control"), devices=12, scenario="healthy", seed=4,
-                        base=base_address(21))
-    yield running
-    running.stop()
+# Each test below takes a device of its own, so their changes do not meet.
+lab = module_lab("control", devices=12, seed=4, slot=21)
 
 
 def device(lab, index):

@@ -16,7 +16,7 @@ import typing as t
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from lab_fixtures import base_address, start_lab
+from lab_fixtures import module_lab
 from test_file_transfer_scripts import CHUNK, POLICY_KEY, Stream, authorize, partials, prepare, send_input
 from winrm_lab import drives
 from winrm_lab.control import ControlError
@@ -25,12 +25,7 @@ PUBLIC = "C:\\Users\\Public"
 INNOCENT = "C:\\Windows\\System32\\config\\innocent.bin"  # what a planted link would expose or overwrite
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    running = start_lab(tmp_path_factory.mktemp("confinement"), devices=12, scenario="healthy", seed=12,
-                        base=base_address(84))
-    yield running
-    running.stop()
+lab = module_lab("confinement", devices=12, seed=12, slot=84)
 
 
 _next_device = itertools.count()

@@ -20,7 +20,7 @@ import pytest
 import requests.exceptions
 import winrm.exceptions
 
-from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
+from lab_fixtures import contract_of, module_lab, protocol_for, run_checked, text_of
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
 
@@ -35,20 +35,7 @@ CHUNK = 64 * 1024
 COMPLETED, STOPPED, FAILED = 1030, 1031, 1032
 
 
-def text_of(name: str) -> str:
-    return (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
-
-
-def contract_of(name: str) -> dict[str, t.Any]:
-    return json.loads((SCRIPTS / f"{name}.contract.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    running = start_lab(tmp_path_factory.mktemp("transfers"), devices=40, scenario="healthy", seed=9,
-                        base=base_address(83))
-    yield running
-    running.stop()
+lab = module_lab("transfers", devices=40, seed=9, slot=83)
 
 
 _next_device = itertools.count()
@@ -314,13 +301,7 @@ def test_receiving_stops_when_the_transfer_entry_is_removed(lab, device):
 def prepare(lab: t.Any, entry: dict[str, t.Any], **changes: t.Any) -> dict[str, t.Any]:
     request = {"direction": "to_device", "path": FOLDER + "\\p.bin", "file_name": "p.bin", "size": 100,
                "hash_if_size": 100, "transfer_id": "1111111111111111", **changes}
-    contract = contract_of("file_transfer_prepare")
-    jsonschema.validate(request, contract["input"])
-    outcome = run_device_script(protocol_for(entry, lab.manifest["ca_file"]), text_of("file_transfer_prepare"), request)
-    assert outcome.exit_code == 0, outcome.stderr
-    answer = outcome.json()
-    jsonschema.validate(answer, contract["output"])
-    return answer
+    return run_checked(protocol_for(entry, lab.manifest["ca_file"]), "file_transfer_prepare", request)
 
 
 def test_prepare_reads_the_envelope_the_policy_and_a_folder_destination(lab, device):

@@ -6,13 +6,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import itertools
-import json
 import typing as t
 
-import jsonschema
 import pytest
 
-from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
+from lab_fixtures import ScriptDevice, contract_of, module_lab, run_device_script, text_of
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
 
@@ -26,42 +24,17 @@ AGENT_SCRIPTS = ("heartbeat", "consent_prompt", "apply_consent", "expire_session
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def text_of(name: str) -> str:
-    return (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
-
-
-def contract_of(name: str) -> dict[str, t.Any]:
-    return json.loads((SCRIPTS / f"{name}.contract.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    running = start_lab(tmp_path_factory.mktemp("policy"), devices=16, scenario="healthy", seed=3,
-                        base=base_address(73))
-    yield running
-    running.stop()
+lab = module_lab("policy", devices=16, seed=3, slot=73)
 
 
 _next_device = itertools.count()
 
 
-class Device:
-    """One lab device of its own per test, driven by device scripts over WinRM."""
+class Device(ScriptDevice):
+    """One lab device of its own per test."""
 
     def __init__(self, lab: t.Any) -> None:
-        self.lab = lab
-        self.entry = lab.devices[next(_next_device)]
-        self.name = self.entry["name"]
-        self.protocol = protocol_for(self.entry, lab.manifest["ca_file"])
-
-    def run(self, name: str, script_input: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
-        contract = contract_of(name)
-        jsonschema.validate(script_input or {}, contract["input"])
-        outcome = run_device_script(self.protocol, text_of(name), script_input or {})
-        assert outcome.exit_code == 0, outcome.stderr.decode("utf-8", "replace")
-        answer = outcome.json()
-        jsonschema.validate(answer, contract["output"])
-        return answer
+        super().__init__(lab, lab.devices[next(_next_device)])
 
     def fails(self, name: str, script_input: dict[str, t.Any]) -> str:
         outcome = run_device_script(self.protocol, text_of(name), script_input)

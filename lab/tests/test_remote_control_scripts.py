@@ -15,7 +15,7 @@ import typing as t
 import jsonschema
 import pytest
 
-from lab_fixtures import base_address, bootstrap_arguments, start_lab
+from lab_fixtures import bootstrap_arguments, module_lab
 from test_session_scripts import SessionDevice, contract_of, request_record, text_of
 from winrm_lab.control import ControlError
 
@@ -28,13 +28,8 @@ SPECIALIST = "CONTOSO\\jdoe"
 STARTED, STOPPED, ENDED_BY_DEVICE = 1020, 1021, 1022
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    # 40 devices: a desktop of its own for each test (seed 5 has its first server 21st).
-    running = start_lab(tmp_path_factory.mktemp("remote-control"), devices=40, scenario="healthy", seed=5,
-                        base=base_address(67))
-    yield running
-    running.stop()
+# 40 devices: a desktop of its own for each test (seed 5 has its first server 21st).
+lab = module_lab("remote-control", devices=40, seed=5, slot=67)
 
 
 class RemoteControlDevice(SessionDevice):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import datetime
 import itertools
-import json
 import pathlib
 import re
 import threading
@@ -21,7 +20,7 @@ import uuid
 import jsonschema
 import pytest
 
-from lab_fixtures import base_address, protocol_for, run_device_script, start_lab
+from lab_fixtures import contract_of, module_lab, protocol_for, run_checked, run_device_script, text_of
 from winrm_lab.control import ControlError
 from winrm_lab.emulation.powershell import device_scripts_dir
 from winrm_lab.process import windows_account_name
@@ -39,14 +38,6 @@ REQUESTED, AUTHORIZED, DENIED, TIMED_OUT, EXPIRED, DEAUTHORIZED, CANCELLED, RENE
 CONSENT_ANSWERED = 1010
 
 
-def text_of(name: str) -> str:
-    return (SCRIPTS / f"{name}.ps1").read_text(encoding="utf-8")
-
-
-def contract_of(name: str) -> dict[str, t.Any]:
-    return json.loads((SCRIPTS / f"{name}.contract.json").read_text(encoding="utf-8"))
-
-
 def parse(stamp: str) -> datetime.datetime:
     return datetime.datetime.strptime(stamp, STAMP).replace(tzinfo=datetime.timezone.utc)
 
@@ -55,13 +46,8 @@ def fmt(moment: datetime.datetime) -> str:
     return moment.strftime(STAMP)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    # Each test takes devices of its own, so their sessions, tasks and clocks do not meet.
-    running = start_lab(tmp_path_factory.mktemp("sessions"), devices=30, scenario="healthy", seed=5,
-                        base=base_address(41))
-    yield running
-    running.stop()
+# Each test takes devices of its own, so their sessions, tasks and clocks do not meet.
+lab = module_lab("sessions", devices=30, seed=5, slot=41)
 
 
 _next_device = itertools.count()
@@ -82,13 +68,7 @@ class SessionDevice:
         return run_device_script(protocol or self.protocol, text_of(name), {} if script_input is None else script_input)
 
     def run(self, name: str, script_input: t.Any = None, protocol: t.Any = None) -> dict[str, t.Any]:
-        contract = contract_of(name)
-        jsonschema.validate({} if script_input is None else script_input, contract["input"])
-        outcome = self.run_raw(name, script_input, protocol)
-        assert outcome.exit_code == 0, outcome.stderr.decode("utf-8", "replace")
-        answer = outcome.json()
-        jsonschema.validate(answer, contract["output"])
-        return answer
+        return run_checked(protocol or self.protocol, name, script_input)
 
     def get(self) -> dict[str, t.Any]:
         return self.run("get_support_session", {})

@@ -124,7 +124,8 @@ class ScheduledTask:
             "state": self.state,
             "principal": {"user_id": self.user_id, "logon_type": self.logon_type, "run_level": self.run_level},
             "action": {"execute": self.execute, "arguments": self.arguments},
-            "triggers": [trigger.as_dict() for trigger in [*self.event_triggers, *self.time_triggers]],
+            "triggers": [*(trigger.as_dict() for trigger in self.event_triggers),
+                         *(trigger.as_dict() for trigger in self.time_triggers)],
             "settings": {"multiple_instances": self.multiple_instances,
                          "start_when_available": self.start_when_available,
                          "execution_time_limit_seconds": self.execution_time_limit_seconds,
@@ -327,7 +328,7 @@ class TaskScheduler:
 
     def _terminate(self, task: ScheduledTask) -> None:
         task.queued = 0
-        if task.running:
+        if task.instance is not None and task.running:
             task.instance.cancel()
 
     async def _execute(self, tasks: DeviceTasks, task: ScheduledTask) -> None:

@@ -13,7 +13,7 @@ import codecs
 import dataclasses
 import typing as t
 import uuid
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 import pybase64
 
@@ -80,6 +80,10 @@ class Shell:
     no_profile: bool
     created_at: float  # device clock
     last_activity: float  # device clock
+    # What the client set in Create, echoed in the Shell that Create and Get return (MS-WSMV 2.2.4.37; Windows
+    # reports the environment variables the user set and the starting directory of each shell).
+    requested_environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    requested_working_directory: str | None = None
     commands: dict[str, Command] = dataclasses.field(default_factory=dict)
     busy: int = 0  # requests in progress (a long Receive is activity too)
 
@@ -89,11 +93,17 @@ class Shell:
         self.commands.clear()
 
     def describe(self, now: float) -> str:
+        # Elements in the order of the Shell type's xs:sequence (MS-WSMV 2.2.4.37).
+        environment = "".join(f"<rsp:Variable Name={quoteattr(name)}>{escape(value)}</rsp:Variable>"
+                              for name, value in self.requested_environment.items())
         return (f'<rsp:Shell xmlns:rsp="{NS["rsp"]}">'
                 f"<rsp:ShellId>{self.id}</rsp:ShellId>"
                 f"<rsp:ResourceUri>{SHELL_CMD_URI}</rsp:ResourceUri>"
                 f"<rsp:Owner>{escape(self.owner)}</rsp:Owner>"
                 f"<rsp:ClientIP>{escape(self.client_ip)}</rsp:ClientIP>"
+                + (f"<rsp:Environment>{environment}</rsp:Environment>" if environment else "")
+                + (f"<rsp:WorkingDirectory>{escape(self.requested_working_directory)}</rsp:WorkingDirectory>"
+                   if self.requested_working_directory is not None else "") +
                 f"<rsp:IdleTimeOut>{wsman.format_duration(self.idle_timeout)}</rsp:IdleTimeOut>"
                 f"<rsp:InputStreams>{escape(self.input_streams)}</rsp:InputStreams>"
                 f"<rsp:OutputStreams>{escape(self.output_streams)}</rsp:OutputStreams>"
@@ -205,10 +215,12 @@ class WinRSService:
             raise wsman.schema_validation_error("The Create request for a Windows Remote Shell has no rsp:Shell.")
         codepage = _codepage(request.options.get("WINRS_CODEPAGE"))
         environment = default_environment(device, caller.user)
+        requested: dict[str, str] = {}
         env_element = body.find(_rsp("Environment"))
         if env_element is not None:
             for variable in env_element.findall(_rsp("Variable")):
                 _set_variable(environment, variable.get("Name", ""), variable.text or "")
+                _set_variable(requested, variable.get("Name", ""), variable.text or "")
         configured_idle = device.service.idle_timeout_ms / 1000
         idle = configured_idle
         idle_element = body.find(_rsp("IdleTimeOut"))
@@ -218,7 +230,8 @@ class WinRSService:
                 idle = min(wsman.parse_duration(idle_element.text), configured_idle)
             except ValueError:
                 raise wsman.invalid_parameter() from None
-        working_directory = _text(body, "WorkingDirectory") or environment["USERPROFILE"]
+        requested_directory = _text(body, "WorkingDirectory")
+        working_directory = requested_directory or environment["USERPROFILE"]
         shell_id = (body.get("ShellId") or _new_id()).upper()
         if shell_id in shells:
             raise wsman.invalid_parameter()
@@ -229,6 +242,7 @@ class WinRSService:
             input_streams=_text(body, "InputStreams") or "stdin",
             output_streams=_text(body, "OutputStreams") or "stdout stderr",
             no_profile=request.option_flag("WINRS_NOPROFILE"), created_at=now, last_activity=now,
+            requested_environment=requested, requested_working_directory=requested_directory,
         )
         shells[shell_id] = shell
         created = (
@@ -256,7 +270,7 @@ class WinRSService:
             raise wsman.schema_validation_error("The Command request has no rsp:CommandLine.")
         command_text = (_text(body, "Command") or "").strip()
         if not command_text:
-            raise wsman.invalid_parameter()  # as Windows answers an empty rsp:Command (masterzen/winrm#80)
+            raise wsman.invalid_parameter()  # as Windows answers an empty rsp:Command
         arguments = [element.text or "" for element in body.findall(_rsp("Arguments"))]
         command_id = (body.get("CommandId") or _new_id()).upper()
         if command_id in shell.commands:
@@ -270,18 +284,20 @@ class WinRSService:
                 # As Windows runs it: as the account that authenticated, in session 0.
                 identity=Identity(windows_account_name(shell.owner)),
             )
-        except FileNotFoundError as exc:
-            raise wsman.executable_not_found(str(exc) or "The system cannot find the file specified. ") from None
+        except FileNotFoundError:
+            raise wsman.executable_not_found() from None
         shell.commands[command_id] = Command(command_id, process)
         return wsman.render_response(
             request, f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId></rsp:CommandResponse>")
 
     def _command_for(self, shell: Shell, command_id: str | None) -> Command:
+        """The command a Send or Receive names. A missing CommandId is the cmd plugin's recorded w:InvalidParameter
+        (87); no Windows answer to an unknown one in a Send or Receive is recorded, and the lab answers it the same."""
         if not command_id:
             raise wsman.invalid_parameter()
         command = shell.commands.get(command_id.upper())
         if command is None:
-            raise wsman.invalid_command_id()
+            raise wsman.invalid_parameter()
         return command
 
     async def _send(self, device: t.Any, caller: Caller, request: WSManRequest) -> bytes:
@@ -341,7 +357,11 @@ class WinRSService:
         body = request.body
         if body is None or body.tag != _rsp("Signal"):
             raise wsman.schema_validation_error("The Signal request has no rsp:Signal.")
-        command = self._command_for(shell, body.get("CommandId"))
+        command_id = body.get("CommandId")
+        if command_id and command_id.upper() not in shell.commands:
+            # A Signal addresses the command as a resource: an unknown CommandId is an invalid selector there.
+            raise wsman.command_not_found(shell.id, command_id)
+        command = self._command_for(shell, command_id)
         code = (_text(body, "Code") or "").rsplit("/", 1)[-1].lower()
         if code not in ("terminate", "ctrl_c", "ctrl_break"):
             raise wsman.invalid_parameter()

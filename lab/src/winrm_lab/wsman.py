@@ -32,8 +32,8 @@ NS = {
 
 ANONYMOUS = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 
-# a:Action of a fault. Windows uses the WS-Management one for w: subcodes and the WS-Addressing one for a: subcodes
-# (both visible in recorded Windows faults: pywinrm's tests/conftest.py and microsoft/omi#254).
+# a:Action of a fault. Windows uses the WS-Management one for w: subcodes and the WS-Addressing one for a: subcodes,
+# as its faults show.
 WSMAN_FAULT_ACTION = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
 ADDRESSING_FAULT_ACTION = "http://schemas.xmlsoap.org/ws/2004/08/addressing/fault"
 
@@ -84,9 +84,7 @@ class RequestTooLarge(Exception):
 
     Windows does not answer this with a SOAP fault: the WinRM service rejects the request with a bare HTTP 413, which
     the Windows client reports as ERROR_WSMAN_HTTP_REQUEST_TOO_LARGE_STATUS (0x80338111, "... the request size
-    exceeded the configured MaxEnvelopeSize quota"). Sources: ansible-collections/ansible.windows#620 (jborean93:
-    "HTTP 413 is content too large ... it's the WinRM service complaining the data it is given is too large"),
-    ansible-collections/ansible.windows#391, and wsmerror.h as mirrored in dahall/Vanara PInvoke/WsmSvc/wsmerror.cs.
+    exceeded the configured MaxEnvelopeSize quota", the Windows SDK's wsmerror.h).
     """
 
     http_status = 413
@@ -240,25 +238,23 @@ def render_response(request: WSManRequest, body: str, action: str | None = None)
 
 
 # The faults --------------------------------------------------------------------------------------------------------
-# Codes are the ERROR_WSMAN_* values of wsmerror.h (as listed in microsoft/windows-rs
-# crates/libs/windows/src/Windows/Win32/System/RemoteManagement/mod.rs and dahall/Vanara wsmerror.cs); the SOAP
-# code/subcode and texts come from recorded Windows responses where one exists, noted per fault.
+# Codes are the ERROR_WSMAN_* values of the Windows SDK's wsmerror.h, or a Win32 error the shell plugin passes on;
+# the SOAP code/subcode and texts are those of Windows' own answers where one is known, noted per fault.
 
 _SHELL_PLUGIN = ("Shell cmd plugin", r"%systemroot%\system32\winrscmd.dll")
 
 
 def operation_timed_out() -> WSManFault:
-    # ERROR_WSMAN_OPERATION_TIMEDOUT 0x80338029. Envelope as recorded from Windows Server 2022 in pywinrm's
-    # winrm/tests/test_exceptions.py (s:Receiver / w:TimedOut, reason and message identical). MS-WSMV 3.1.4.14:
+    # ERROR_WSMAN_OPERATION_TIMEDOUT 0x80338029. Envelope as Windows Server 2022 sends it (s:Receiver / w:TimedOut,
+    # reason and message identical). MS-WSMV 3.1.4.14:
     # a Receive that gets no output within OperationTimeout answers this fault and the client polls again.
     text = "The WS-Management service cannot complete the operation within the time specified in OperationTimeout. "
     return WSManFault("s:Receiver", "w:TimedOut", text, 2150858793)
 
 
 def shell_not_found(shell_id: str) -> WSManFault:
-    # ERROR_WSMAN_UNEXPECTED_SELECTORS 0x8033805B. Full fault recorded from Windows in pywinrm's tests/conftest.py
-    # (CLOSE_SHELL_RESPONSE_ALREADY_CLOSED); the same code/text in jborean93/pypsrp#22 and WinRb/WinRM#253, and
-    # pypsrp treats 0x8033805B as "shell gone".
+    # ERROR_WSMAN_UNEXPECTED_SELECTORS 0x8033805B, the fault as Windows sends it for a shell already closed; pypsrp
+    # treats 0x8033805B as "shell gone".
     return WSManFault(
         "s:Sender", "w:InvalidSelectors",
         "The WS-Management service cannot process the request because the request contained invalid selectors "
@@ -271,18 +267,26 @@ def shell_not_found(shell_id: str) -> WSManFault:
     )
 
 
-def invalid_command_id() -> WSManFault:
-    # No recorded Windows answer to an unknown CommandId was found. The closest recorded one is what the cmd shell
-    # plugin (winrscmd.dll) answers when rsp:Signal carries no CommandId: w:InvalidParameter, WSManFault Code 87
-    # (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect." (recorded from Server 2016 in an
-    # early pypsrp test script, also in pypsrp's tests). The lab answers an unknown CommandId the same way, since it
-    # is the same plugin refusing a CommandId it does not hold.
-    return invalid_parameter()
+def command_not_found(shell_id: str, command_id: str) -> WSManFault:
+    # A Signal naming a CommandId the shell does not hold: Windows answers the same ERROR_WSMAN_UNEXPECTED_SELECTORS
+    # fault (0x8033805B, s:Sender / w:InvalidSelectors) as for an unknown ShellId, the CommandId being part of what
+    # selects the resource (MS-WSMV 3.1.4, the rsp:Signal message). The f:Message wording is the lab's: no recorded Windows text.
+    return WSManFault(
+        "s:Sender", "w:InvalidSelectors",
+        "The WS-Management service cannot process the request because the request contained invalid selectors "
+        "for the resource. ",
+        2150858843,
+        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the command with "
+        f"CommandId {command_id} was not found in the shell. Possible causes are: the specified CommandId is "
+        "incorrect or the command no longer exists in the shell. ",
+        fault_detail=FAULT_DETAIL + "UnexpectedSelectors",
+    )
 
 
 def invalid_parameter() -> WSManFault:
-    # Recorded Windows fault, see invalid_command_id(); masterzen/winrm#80 shows the same fault for an empty
-    # rsp:Command.
+    # What the cmd shell plugin (winrscmd.dll) answers for a parameter it cannot use: w:InvalidParameter, WSManFault
+    # Code 87 (ERROR_INVALID_PARAMETER) with a ProviderFault "The parameter is incorrect.", as Windows answers an
+    # rsp:Signal without CommandId (Server 2016) and an empty rsp:Command.
     text = "The parameter is incorrect. "
     return WSManFault("s:Sender", "w:InvalidParameter", text, 87, text,
                       fault_detail=FAULT_DETAIL + "InvalidValue", provider=_SHELL_PLUGIN)
@@ -290,7 +294,7 @@ def invalid_parameter() -> WSManFault:
 
 def action_not_supported(action: str) -> WSManFault:
     # ERROR_WSMAN_ACTION_NOT_SUPPORTED 0x80338013; wsmerror.h documents it as "wsa, code=Sender,
-    # subcode=WS-Addressing ActionNotsupported" with this text (dahall/Vanara wsmerror.cs). WS-Addressing faults
+    # subcode=WS-Addressing ActionNotsupported" with this text. WS-Addressing faults
     # carry the addressing fault Action.
     return WSManFault(
         "s:Sender", "a:ActionNotSupported",
@@ -302,10 +306,9 @@ def action_not_supported(action: str) -> WSManFault:
 
 
 def resource_uri_not_found(resource_uri: str) -> WSManFault:
-    # ERROR_WSMAN_INVALID_RESOURCE_URI 0x8033803B. Message as Windows words it in jborean93/pypsrp#192 and
-    # diyan/pywinrm#273 ("Code: 2150858811 ... The resource URI (...) was not found in the WS-Management catalog.").
-    # SOAP code per DSP0226 (wsa:DestinationUnreachable with faultDetail InvalidResourceURI), the subcode Windows
-    # uses for a resource it cannot find (microsoft/omi#254, recorded from Windows).
+    # ERROR_WSMAN_INVALID_RESOURCE_URI 0x8033803B, with the message as Windows words it. SOAP code per DMTF DSP0226
+    # (wsa:DestinationUnreachable with faultDetail InvalidResourceURI), the subcode Windows uses for a resource it
+    # cannot find.
     text = (f"The WS-Management service cannot process the request. The resource URI ({resource_uri}) was not "
             "found in the WS-Management catalog. The catalog contains the metadata that describes resources, or "
             "logical endpoints. ")
@@ -314,8 +317,7 @@ def resource_uri_not_found(resource_uri: str) -> WSManFault:
 
 
 def max_shells_exceeded(limit: int) -> WSManFault:
-    # ERROR_WSMAN_QUOTA_MAX_SHELLS 0x803381A5 (wsmerror.h; PowerShell's CimChildJobBase copies it from
-    # sdpublic\sdk\inc\wsmerror.h). Text as Windows words it ("This user is allowed a maximum number of 18
+    # ERROR_WSMAN_QUOTA_MAX_SHELLS 0x803381A5 (wsmerror.h). Text as Windows words it ("This user is allowed a maximum number of 18
     # concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user.").
     # Subcode w:QuotaLimit is the WS-Management subcode wsmerror.h gives quota faults (ERROR_WSMAN_QUOTA_LIMIT).
     text = (f"The WS-Management service cannot process the request. This user is allowed a maximum number of "
@@ -326,7 +328,7 @@ def max_shells_exceeded(limit: int) -> WSManFault:
 
 def schema_validation_error(message: str) -> WSManFault:
     # ERROR_WSMAN_SCHEMA_VALIDATION_ERROR 0x80338041, s:Sender / w:SchemaValidationError with this reason, as
-    # recorded from Windows in pywinrm's winrm/tests/test_exceptions.py and pypsrp's early test script.
+    # Windows sends it.
     return WSManFault(
         "s:Sender", "w:SchemaValidationError",
         "The SOAP XML in the message does not match the corresponding XML schema definition. Change the XML and "
@@ -337,16 +339,17 @@ def schema_validation_error(message: str) -> WSManFault:
 
 def message_information_header_required() -> WSManFault:
     # ERROR_WSMAN_MESSAGE_INFORMATION_HEADER_REQUIRED 0x80338011: "wsa, code=Sender, subcode=WS-Addressing
-    # MessageInformationHeaderRequired" with this text (wsmerror.h via dahall/Vanara).
+    # MessageInformationHeaderRequired" with this text (wsmerror.h).
     text = ("The WS-Management service cannot process the request. The request does not have all the expected SOAP "
             "headers. ")
     return WSManFault("s:Sender", "a:MessageInformationHeaderRequired", text, 2150858769, text,
                       action=ADDRESSING_FAULT_ACTION)
 
 
-def executable_not_found(message: str) -> WSManFault:
-    # WINRS_SKIP_CMD_SHELL with an executable CreateProcess cannot find: the cmd plugin fails the Command with the
-    # Win32 error, ERROR_FILE_NOT_FOUND (2) "The system cannot find the file specified." Modelled on the plugin's
-    # recorded w:InvalidParameter fault (same ProviderFault shape); the subcode Windows uses for a provider error is
-    # w:InternalError (recorded in pywinrm's tests). Not captured from Windows itself.
-    return WSManFault("s:Receiver", "w:InternalError", message, 2, message, provider=_SHELL_PLUGIN)
+def executable_not_found() -> WSManFault:
+    # WINRS_SKIP_CMD_SHELL with an executable CreateProcess cannot find: the cmd plugin fails the Command with
+    # s:Receiver / w:InternalError, the subcode Windows gives a provider's failure, and as WSManFault code the
+    # HRESULT of the Win32 error: 0x80070002 = HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND), "The system cannot find
+    # the file specified." (MS-WSMV 3.1.4, the rsp:Command message; MS-ERREF 2.1 for the HRESULT form).
+    text = "The system cannot find the file specified. "
+    return WSManFault("s:Receiver", "w:InternalError", text, 0x80070002, text, provider=_SHELL_PLUGIN)

@@ -8,10 +8,11 @@ scripts) in powershell.py. Anything else fails the way Windows fails.
 
 from __future__ import annotations
 
+from ..device import Device
 from ..process import Identity, Process, ProcessIO
 
 
-def start_command(device, command: str, arguments: list[str], *, skip_cmd_shell: bool, codepage: int,
+def start_command(device: Device, command: str, arguments: list[str], *, skip_cmd_shell: bool, codepage: int,
                   environment: dict[str, str], working_directory: str | None,
                   identity: Identity | None = None) -> Process:
     """Starts `command` with `arguments` on `device` and returns the running process. `identity`: who runs it and

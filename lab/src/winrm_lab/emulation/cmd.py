@@ -6,7 +6,7 @@ executable itself. `cmd_program` and `direct_program` return the emulated progra
 The interpreter does what a one-line `cmd /c` does: `%VAR%` expansion once for the whole line (so
 `set X=1 & echo %X%` shows the old value, as on Windows), `&`, `&&`, `||` and `|`, redirection to files and `nul`,
 and the built-ins `echo`, `set`, `exit`, `type`, `ver`, `cd`, `rem`. The tools are `hostname`, `whoami`, `ping`,
-`timeout`, `more`, `findstr`, `cmd` itself and `powershell` (emulated in powershell.py). Anything else fails as
+`timeout`, `more`, `findstr`, `cmd` itself and `powershell` (emulated in powershell.py), in cmd_tools.py. Anything else fails as
 Windows fails: "'X' is not recognized as an internal or external command, operable program or batch file." That
 includes the cmd built-ins the lab does not emulate (dir, copy, if, for, ...): the lab cannot honestly pretend to
 run them, so they fail loudly rather than appear to succeed.
@@ -21,15 +21,13 @@ import re
 import typing as t
 
 from ..process import Program, ProcessIO
+from .cmd_tools import TOOLS, load_powershell
 from .cmdline import (Redirection, SimpleCommand, first_word, parse_simple, split_argv, split_commands, split_pipes,
                       unescape)
 
 NOT_RECOGNIZED = "'{name}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
 FILE_NOT_FOUND = "The system cannot find the file specified.\r\n"
 PATH_NOT_FOUND = "The system cannot find the path specified.\r\n"
-# Under WinRS stdin is a pipe, and timeout.exe refuses to run without a console (ansible/ansible#42947,
-# redcanaryco/atomic-red-team#1865: scripts switch to `ping -n` for that reason).
-TIMEOUT_REDIRECTED = "ERROR: Input redirection is not supported, exiting the process immediately.\r\n"
 
 BUILTINS = ("echo", "set", "exit", "type", "ver", "cd", "chdir", "rem", "cls")
 EXIT_NOT_RECOGNIZED = 9009  # %ERRORLEVEL% after an unknown command; cmd /c itself then exits with 1
@@ -117,7 +115,7 @@ def _resolve_executable(command: str) -> str | None:
     key = _tool_key(name)
     if key not in TOOLS:
         return None
-    if key == "powershell" and _load_powershell() is None:
+    if key == "powershell" and load_powershell() is None:
         return None
     # A directory other than the system ones is not where Windows keeps these tools.
     directory = ntpath.dirname(name).lower().rstrip("\\")
@@ -125,14 +123,6 @@ def _resolve_executable(command: str) -> str | None:
                                        r"c:\windows\system32\windowspowershell\v1.0"):
         return None
     return key
-
-
-def _load_powershell() -> t.Callable[[list[str]], Program] | None:
-    try:
-        from .powershell import powershell_program
-    except ImportError:
-        return None
-    return powershell_program
 
 
 # The interpreter -------------------------------------------------------------------------------------------------
@@ -179,8 +169,13 @@ class Interpreter:
         return Streams(Output(self.io.write_stdout), Output(self.io.write_stderr), self.io.read_stdin)
 
     # running --------------------------------------------------------------------------------------------------
-    async def run_slash_c(self, line: str) -> int:
-        code = await self.run_line(_strip_slash_c_quotes(line))
+    def child(self) -> "Interpreter":
+        """A cmd.exe started by this one: a copy of the environment, the same directory."""
+        return Interpreter(self.io, dict(self.environment), self.directory)
+
+    async def run_slash_c(self, line: str, streams: Streams | None = None) -> int:
+        """`cmd /c line`: the exit code is 1, not 9009, when the last command was not recognized."""
+        code = await self.run_line(_strip_slash_c_quotes(line), streams)
         return 1 if self.last_not_recognized and code == EXIT_NOT_RECOGNIZED else code
 
     async def run_line(self, line: str, streams: Streams | None = None) -> int:
@@ -207,7 +202,7 @@ class Interpreter:
             stage_streams = Streams(
                 stdout=streams.stdout if last else _buffer_output(buffer),
                 stderr=streams.stderr,
-                read_stdin=streams.read_stdin if piped_input is None else _constant(piped_input),
+                read_stdin=streams.read_stdin if piped_input is None else constant_input(piped_input),
             )
             code = await self._run_simple(parse_simple(stage), stage_streams)
             piped_input = bytes(buffer)
@@ -249,7 +244,7 @@ class Interpreter:
                 path = self.host_path(redirection.target)
                 if path is None or not path.is_file():
                     raise OSError(redirection.target)
-                read_stdin = _constant(path.read_bytes())
+                read_stdin = constant_input(path.read_bytes())
                 continue
             output = self._file_output(redirection.target, append=redirection.mode == ">>")
             if redirection.stream == 2:
@@ -419,7 +414,7 @@ class Interpreter:
         return await TOOLS[tool](self, args, streams)
 
 
-def _constant(data: bytes) -> t.Callable[[], t.Awaitable[bytes]]:
+def constant_input(data: bytes) -> t.Callable[[], t.Awaitable[bytes]]:
     async def read() -> bytes:
         return data
 
@@ -438,211 +433,3 @@ def _strip_slash_c_quotes(line: str) -> str:
             return line
     last = stripped.rfind('"')
     return stripped[1:last] + stripped[last + 1:]
-
-
-async def _tool_hostname(interp: Interpreter, args: str, streams: Streams) -> int:
-    if args.strip():
-        await streams.stderr.write(
-            interp.encode("sethostname: Use the Network Control Panel Applet to set hostname.\r\n"))
-        return 1
-    await streams.stdout.write(interp.encode(interp.io.device.name + "\r\n"))
-    return 0
-
-
-async def _tool_whoami(interp: Interpreter, args: str, streams: Streams) -> int:
-    words = split_argv(args)
-    domain = interp.get("USERDOMAIN") or interp.io.device.name
-    user = interp.get("USERNAME") or "user"
-    if words:
-        await streams.stderr.write(interp.encode(
-            f"ERROR: Invalid argument/option - '{words[0]}'.\r\nType \"WHOAMI /?\" for usage.\r\n"))
-        return 1
-    await streams.stdout.write(interp.encode(f"{domain}\\{user}".lower() + "\r\n"))
-    return 0
-
-
-async def _tool_ping(interp: Interpreter, args: str, streams: Streams) -> int:
-    words = split_argv(args)
-    count, target = 4, None
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word.lower() in ("-n", "/n") and i + 1 < len(words):
-            if not words[i + 1].isdigit() or int(words[i + 1]) < 1:
-                await streams.stderr.write(
-                    interp.encode("Bad value for option -n, valid range is from 1 to 4294967295.\r\n"))
-                return 1
-            count = int(words[i + 1])
-            i += 2
-            continue
-        if word.startswith(("-", "/")) and i + 1 < len(words) and word.lower() in ("-w", "/w", "-l", "/l", "-i", "/i"):
-            i += 2
-            continue
-        target = word
-        i += 1
-    if target is None:
-        await streams.stdout.write(
-            interp.encode("\r\nUsage: ping [-t] [-a] [-n count] [-l size] [-f] [-i TTL] [-v TOS]\r\n"))
-        return 1
-    device = interp.io.device
-    loopback = target.lower() in ("localhost", device.name.lower(), getattr(device, "address", "")) \
-        or target.startswith("127.")
-    by_name = target.lower() in ("localhost", device.name.lower())
-    # Windows resolves its own name and localhost to ::1 first, and IPv6 replies carry no bytes/TTL fields.
-    address = "::1" if by_name else target
-    reply = f"Reply from {address}: time<1ms\r\n" if by_name else f"Reply from {address}: bytes=32 time<1ms TTL=128\r\n"
-    header = f"\r\nPinging {device.name} [{address}] with 32 bytes of data:\r\n" if by_name \
-        else f"\r\nPinging {address} with 32 bytes of data:\r\n"
-    await streams.stdout.write(interp.encode(header))
-    for index in range(count):
-        if index:
-            await asyncio.sleep(1)  # ping waits a second between echo requests: `ping -n N` sleeps N-1 seconds
-        await streams.stdout.write(interp.encode(reply))
-    await streams.stdout.write(interp.encode(
-        f"\r\nPing statistics for {address}:\r\n"
-        f"    Packets: Sent = {count}, Received = {count}, Lost = 0 (0% loss),\r\n"
-        "Approximate round trip times in milli-seconds:\r\n"
-        "    Minimum = 0ms, Maximum = 0ms, Average = 0ms\r\n"))
-    return 0
-
-
-async def _tool_timeout(interp: Interpreter, args: str, streams: Streams) -> int:
-    await streams.stderr.write(interp.encode(TIMEOUT_REDIRECTED))
-    return 1
-
-
-async def _read_input_or_files(interp: Interpreter, files: list[str], streams: Streams) -> tuple[str | None, int]:
-    if not files:
-        return (await streams.read_stdin()).decode(interp.io.encoding, errors="replace"), 0
-    texts = []
-    for name in files:
-        path = interp.host_path(name)
-        if path is None or not path.is_file():
-            return None, 1
-        texts.append(path.read_bytes().decode(interp.io.encoding, errors="replace"))
-    return "".join(texts), 0
-
-
-async def _tool_more(interp: Interpreter, args: str, streams: Streams) -> int:
-    files = [w for w in split_argv(args) if not w.startswith("/")]
-    text, code = await _read_input_or_files(interp, files, streams)
-    if text is None:
-        await streams.stderr.write(interp.encode(f"Cannot access file {files[0]}\r\n"))
-        return 1
-    lines = text.splitlines()
-    await streams.stdout.write(interp.encode("".join(line + "\r\n" for line in lines)))
-    return 0
-
-
-async def _tool_findstr(interp: Interpreter, args: str, streams: Streams) -> int:
-    words = split_argv(args)
-    ignore_case = invert = False
-    literal: str | None = None
-    patterns: list[str] = []
-    files: list[str] = []
-    for word in words:
-        lower = word.lower()
-        if lower.startswith("/c:"):
-            literal = word[3:]
-        elif lower in ("/i",):
-            ignore_case = True
-        elif lower in ("/v",):
-            invert = True
-        elif lower.startswith("/") and len(word) <= 3:
-            continue  # /l /r /b /e /n and friends: the lab matches plain text
-        elif literal is None and not patterns:
-            patterns = word.split()
-        else:
-            files.append(word)
-    if literal is not None:
-        patterns = [literal]
-    if not patterns:
-        await streams.stderr.write(interp.encode("FINDSTR: Bad command line\r\n"))
-        return 2
-    text, code = await _read_input_or_files(interp, files, streams)
-    if text is None:
-        await streams.stderr.write(interp.encode(f"FINDSTR: Cannot open {files[0]}\r\n"))
-        return 1
-    found = []
-    for line in text.splitlines():
-        haystack = line.lower() if ignore_case else line
-        hit = any((p.lower() if ignore_case else p) in haystack for p in patterns)
-        if hit != invert:
-            found.append(line + "\r\n")
-    await streams.stdout.write(interp.encode("".join(found)))
-    return 0 if found else 1
-
-
-async def _tool_cmd(interp: Interpreter, args: str, streams: Streams) -> int:
-    match = re.match(r"^\s*((?:/[a-bd-jl-rt-z](?::\S*)?\s*)*)/([ck])\s?(.*)$", args, re.I | re.S)
-    child = Interpreter(interp.io, dict(interp.environment), interp.directory)
-    if match:
-        code = await child.run_line(_strip_slash_c_quotes(match.group(3)), streams)
-        return 1 if child.last_not_recognized and code == EXIT_NOT_RECOGNIZED else code
-    # cmd reading its commands from stdin: banner, then prompt + command for each line, as with a pipe for input.
-    version = getattr(getattr(interp.io.device, "hardware", None), "os_version", "10.0.19045")
-    await streams.stdout.write(interp.encode(
-        f"Microsoft Windows [Version {version}]\r\n(c) Microsoft Corporation. All rights reserved.\r\n\r\n"))
-    text = (await streams.read_stdin()).decode(interp.io.encoding, errors="replace")
-    code = 0
-    for line in text.splitlines():
-        await streams.stdout.write(interp.encode(f"{child.directory}>{line}\r\n"))
-        code = await child.run_line(line, streams)
-        if child.exit_requested is not None:
-            return child.exit_requested
-        await streams.stdout.write(b"\r\n")
-    await streams.stdout.write(interp.encode(f"{child.directory}>"))
-    return code
-
-
-async def _tool_powershell(interp: Interpreter, args: str, streams: Streams) -> int:
-    powershell_program = _load_powershell()
-    if powershell_program is None:  # resolved before, so this only happens if the module vanished
-        await streams.stderr.write(interp.encode(NOT_RECOGNIZED.format(name="powershell")))
-        return EXIT_NOT_RECOGNIZED
-    program = powershell_program(split_argv(args))
-    if _is_console(interp, streams):
-        return await program(interp.io)
-    return await program(_RedirectedIO(interp.io, streams))
-
-
-def _is_console(interp: Interpreter, streams: Streams) -> bool:
-    return getattr(streams.stdout._write, "__self__", None) is interp.io \
-        and getattr(streams.stderr._write, "__self__", None) is interp.io
-
-
-class _RedirectedIO:
-    """A ProcessIO whose output goes where cmd redirected it (a pipe, a file, nul)."""
-
-    def __init__(self, io: ProcessIO, streams: Streams) -> None:
-        self._io, self._streams = io, streams
-
-    def __getattr__(self, name: str) -> t.Any:
-        return getattr(self._io, name)
-
-    async def write_stdout(self, data: str | bytes) -> None:
-        await self._streams.stdout.write(self._io._encode(data))
-
-    async def write_stderr(self, data: str | bytes) -> None:
-        await self._streams.stderr.write(self._io._encode(data))
-
-    async def read_stdin(self) -> bytes:
-        return await self._streams.read_stdin()
-
-    async def read_stdin_text(self) -> str:
-        data = await self.read_stdin()
-        if data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        return data.decode(self._io.encoding, errors="replace")
-
-
-TOOLS: dict[str, t.Callable[[Interpreter, str, Streams], t.Awaitable[int]]] = {
-    "hostname": _tool_hostname,
-    "whoami": _tool_whoami,
-    "ping": _tool_ping,
-    "timeout": _tool_timeout,
-    "more": _tool_more,
-    "findstr": _tool_findstr,
-    "cmd": _tool_cmd,
-    "powershell": _tool_powershell,
-}

@@ -79,6 +79,15 @@ def parse_stamp(text: t.Any) -> datetime.datetime | None:
         return None
 
 
+def required_stamp(text: t.Any) -> datetime.datetime:
+    """A stamp the scripts read back and cannot go on without ([datetime]::ParseExact throws on anything else)."""
+    moment = parse_stamp(text)
+    if moment is None:
+        raise DeviceScriptError('Exception calling "ParseExact" with "3" argument(s): "String was not recognized as '
+                                'a valid DateTime."')
+    return moment
+
+
 def device_now(device: Device) -> datetime.datetime:
     """The device's clock in whole seconds, the resolution records are kept in."""
     return device.clock.now().replace(microsecond=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import pathlib
 import re
 
 from ..device import AGENT_REGISTRY_KEY, Device, HeartbeatTask
@@ -157,7 +158,7 @@ def note_transfer_folders(device: Device) -> list[str]:
     return folders
 
 
-def _real_folder(device: Device, folder: str):
+def _real_folder(device: Device, folder: str) -> pathlib.Path | None:
     try:
         path = device.windows_path(folder)
     except ValueError:

@@ -18,6 +18,7 @@ import contextlib
 import datetime
 import hashlib
 import itertools
+import json
 import ntpath
 import os
 import pathlib
@@ -26,7 +27,9 @@ import typing as t
 
 from .. import drives
 from ..device import Device
+from ..process import ProcessIO
 from . import session
+from .scripts import DeviceScriptError
 
 TRANSFERS_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Transfers"
 POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
@@ -408,3 +411,81 @@ def unregister(device: Device, transfer_id: str) -> None:
 def audit(device: Device, outcome: str, message: str) -> int:
     device.write_event(session.EVENT_SOURCE, AUDIT_EVENTS[outcome], ENTRY_TYPES[outcome], message)
     return AUDIT_EVENTS[outcome]
+
+
+# What both transfer scripts do (library transfer_session) -----------------------------------------------------------
+async def write_message(io: ProcessIO, message: dict[str, t.Any]) -> None:
+    """Write-Message: one compact JSON line on stdout."""
+    await io.write_stdout((json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
+
+
+async def read_line(io: ProcessIO, max_length: int) -> str:
+    """Read-Line: one ASCII line from stdin."""
+    try:
+        line = await io.read_stdin_line(max_length)
+    except ValueError:
+        raise DeviceScriptError("The controller sent a line this script does not expect.") from None
+    if line is None:
+        raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer was "
+                                     "interrupted.")
+    return line.decode("ascii", errors="replace")
+
+
+async def read_start(io: ProcessIO, kept: int) -> int:
+    """The byte the controller starts at, after the ready message: 0, or the `kept` bytes the device already has."""
+    text = await read_line(io, 20)
+    try:
+        start = int(text)
+    except ValueError:
+        raise DeviceScriptError(f'Cannot convert value "{text}" to type "System.Int64".') from None
+    if start not in (0, kept):
+        raise DeviceScriptError(f"The controller asked to start at byte {start}; only 0 or {kept} are possible.")
+    return start
+
+
+def checked_path(device: Device, request: t.Mapping[str, t.Any], result: dict[str, t.Any]
+                 ) -> tuple[str, dict[str, t.Any]]:
+    """The request's path made full and checked against the policy; (path, policy). The result names the full path."""
+    check_form(request["path"])
+    path = full_path(request["path"])
+    result["path"] = path
+    policy = read_policy(device)
+    check_allowed(policy, path)
+    check_no_reparse_point(device, policy, path)
+    return path, policy
+
+
+async def register_or_refuse(device: Device, request: t.Mapping[str, t.Any], result: dict[str, t.Any],
+                             direction: str, size: int) -> None:
+    """register(), refusing the transfer (with the session record in the result) when the session does not allow it."""
+    stop = await register(device, request, direction, size)
+    if stop is not None:
+        result["session"] = stop["session"]
+        raise Refusal("session_not_authorized", stop["message"])
+
+
+def record_stop(result: dict[str, t.Any], stop: dict[str, t.Any]) -> None:
+    """The session ended the transfer mid-way."""
+    result.update(outcome="stopped", session=stop["session"],
+                  error={"code": "session_ended", "message": stop["message"]})
+
+
+def record_failure(result: dict[str, t.Any], failure: Exception) -> Refusal:
+    """A refusal, or an OSError in the words Windows uses for it, as the result's error."""
+    refusal = failure if isinstance(failure, Refusal) else from_os_error(t.cast(OSError, failure), result["path"])
+    result["outcome"] = "failed"
+    result["error"] = refusal.as_failure()
+    return refusal
+
+
+def end(device: Device, request: t.Mapping[str, t.Any], result: dict[str, t.Any], *, what: str, size: int | None,
+        done: int, success: str) -> None:
+    """Unregisters the transfer and writes its audit event; `what` names the transfer, `success` how it ended well."""
+    unregister(device, request["transfer_id"])
+    if result["outcome"] == "completed":
+        message = (f"{what}, {size} bytes, SHA-256 {result['sha256']}. Successfully {success}. Requested by "
+                   f"{request['requested_by']}.")
+    else:
+        message = (f"{what}: Sending failed after {done} of {size} bytes: {result['error']['message']} "
+                   f"Requested by {request['requested_by']}.")
+    result["audit_event_id"] = audit(device, result["outcome"], message)

@@ -25,6 +25,7 @@ def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
                    and registry.key_exists(session.CONSENT_REQUEST_KEY)
                    and registry.get(session.CONSENT_REQUEST_KEY, "SessionId") == record["id"])
         if pending:
+            assert record is not None  # pending needs a record
             outcome = _settle(device, record, now, events)
             if outcome is not None:
                 result["outcome"] = outcome
@@ -69,7 +70,7 @@ def _settle(device: Device, record: dict[str, t.Any], now: datetime.datetime, ev
     record.update(version=record["version"] + 1, changed_by=who, changed_at=session.stamp(now))
     session.write_record(device, record)
     if record["state"] == "authorized":
-        session.arm_expiry(device, session.parse_stamp(record["expires_at"]))
+        session.arm_expiry(device, session.required_stamp(record["expires_at"]))
     if record["state"] == "denied":
         # A denied renewal ends the session now, not at the old expires_at (the end task waits for the lock).
         session.end_activities(device)

@@ -57,7 +57,7 @@ async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str
     if session.user_sid(identity.user) != registry.get(session.CONSENT_REQUEST_KEY, "UserSid"):
         result["outcome"] = "not_the_prompted_user"
         return result
-    deadline = session.parse_stamp(registry.get(session.CONSENT_REQUEST_KEY, "Deadline"))
+    deadline = session.required_stamp(registry.get(session.CONSENT_REQUEST_KEY, "Deadline"))
     seconds_left = math.floor((deadline - device.clock.now()).total_seconds())
     if seconds_left < 1:
         result["outcome"] = "deadline_passed"
@@ -76,12 +76,12 @@ async def run(device: Device, script_input: t.Any, io: t.Any = None) -> dict[str
     result["outcome"] = "not_answered"
 
     person = device.interactive_user
-    answer = None
+    answer, wait = None, float(seconds_left)
     if person is not None and person.name.lower() == identity.user.lower() and person.consent in ("accept", "deny") \
             and person.answer_after_seconds < seconds_left:
-        answer = person.consent
+        answer, wait = person.consent, person.answer_after_seconds
     try:
-        await asyncio.sleep(person.answer_after_seconds if answer else seconds_left)
+        await asyncio.sleep(wait)
     except asyncio.CancelledError:
         window.closed_at, window.result = device.clock.now(), "closed"
         raise

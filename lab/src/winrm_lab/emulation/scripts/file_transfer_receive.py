@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import typing as t
 
@@ -14,13 +13,8 @@ from ...device import Device
 from ...process import ProcessIO
 from .. import session, transfers
 from ..transfers import Refusal
-from . import DeviceScriptError
 
 VERSION = 1
-
-
-async def _message(io: ProcessIO, message: dict[str, t.Any]) -> None:
-    await io.write_stdout((json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
 
 
 def _read_frame(handle: t.BinaryIO, digest: t.Any, count: int) -> bytes:
@@ -42,21 +36,13 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
     framing = False
     handle = None
     try:
-        transfers.check_form(request["path"])
-        path = transfers.full_path(request["path"])
-        result["path"] = path
-        policy = transfers.read_policy(device)
-        transfers.check_allowed(policy, path)
-        transfers.check_no_reparse_point(device, policy, path)
+        path, policy = transfers.checked_path(device, request, result)
         host = transfers.host_path(device, path)
         if host.is_dir():
             raise Refusal("is_directory", f"'{path}' is a folder.")
         if not host.is_file():
             raise Refusal("not_found", f"Could not find file '{path}'.")
-        stop = await transfers.register(device, request, "from_device", host.stat().st_size)
-        if stop is not None:
-            result["session"] = stop["session"]
-            raise Refusal("session_not_authorized", stop["message"])
+        await transfers.register_or_refuse(device, request, result, "from_device", host.stat().st_size)
         started = True
 
         handle = transfers.open_for_reading(device, path)
@@ -67,22 +53,10 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         transfers.check_size(policy, size)
         kept = request["offset"] if request["offset"] <= size else 0
         prefix_hash = transfers.sha256_of(handle, kept).hexdigest()
-        await _message(io, {"kind": "ready", "offset": kept, "size": size, "prefix_sha256": prefix_hash})
+        await transfers.write_message(io, {"kind": "ready", "offset": kept, "size": size,
+                                           "prefix_sha256": prefix_hash})
         framing = True
-
-        try:
-            line = await io.read_stdin_line(20)
-        except ValueError:
-            raise DeviceScriptError("The controller sent a line this script does not expect.") from None
-        if line is None:
-            raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer was "
-                                         "interrupted.")
-        try:
-            start = int(line)
-        except ValueError:
-            raise DeviceScriptError(f'Cannot convert value "{line!r}" to type "System.Int64".') from None
-        if start not in (0, kept):
-            raise DeviceScriptError(f"The controller asked to start at byte {start}; only 0 or {kept} are possible.")
+        start = await transfers.read_start(io, kept)
         digest = transfers.sha256_of(handle, start) if start else hashlib.sha256()
         handle.seek(start)
         result["offset"] = start
@@ -105,8 +79,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             # A pipe holds little: the script waits here until WinRS has handed the output to a Receive.
             await io.wait_stdout_below(2 * chunk)
         if stop is not None:
-            result.update(outcome="stopped", session=stop["session"],
-                          error={"code": "session_ended", "message": stop["message"]})
+            transfers.record_stop(result, stop)
         else:
             result["sha256"] = digest.hexdigest()
             transfers.check_still_at(device, path, handle, pinned)
@@ -115,9 +88,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
                 raise Refusal("source_changed", f"'{path}' changed while it was read.")
             result["outcome"] = "completed"
     except (Refusal, OSError) as failure:
-        refusal = failure if isinstance(failure, Refusal) else transfers.from_os_error(failure, result["path"])
-        result["outcome"] = "failed"
-        result["error"] = refusal.as_failure()
+        transfers.record_failure(result, failure)
     except asyncio.CancelledError:
         if handle is not None:
             handle.close()
@@ -129,17 +100,10 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
     if framing:
         await io.write_stdout(b"\0\0\0\0")  # the frame of length 0
     if started:
-        transfers.unregister(device, request["transfer_id"])
-        what = (f"Support session {request['session_id']}: file transfer from {device.name}: {result['path']} -> "
-                f"{request['destination']}")
-        if result["outcome"] == "completed":
-            message = (f"{what}, {result['size']} bytes, SHA-256 {result['sha256']}. Successfully received. "
-                       f"Requested by {request['requested_by']}.")
-        else:
-            done = (result["offset"] or 0) + result["bytes_sent"]
-            message = (f"{what}: Sending failed after {done} of {result['size']} bytes: "
-                       f"{result['error']['message']} Requested by {request['requested_by']}.")
-        result["audit_event_id"] = transfers.audit(device, result["outcome"], message)
+        transfers.end(device, request, result, success="received", size=result["size"],
+                      done=(result["offset"] or 0) + result["bytes_sent"],
+                      what=(f"Support session {request['session_id']}: file transfer from {device.name}: "
+                            f"{result['path']} -> {request['destination']}"))
     result["device_time"] = session.stamp(device.clock.now())
     return result
 

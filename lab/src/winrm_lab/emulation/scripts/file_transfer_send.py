@@ -7,33 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import ntpath
 import os
 import typing as t
 
+from ... import drives
 from ...device import Device
 from ...process import ProcessIO
 from .. import session, transfers
 from ..transfers import Refusal
-from . import DeviceScriptError
 
 VERSION = 1
-
-
-async def _message(io: ProcessIO, message: dict[str, t.Any]) -> None:
-    await io.write_stdout((json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8"))
-
-
-async def _line(io: ProcessIO, max_length: int) -> str:
-    try:
-        line = await io.read_stdin_line(max_length)
-    except ValueError:
-        raise DeviceScriptError("The controller sent a line this script does not expect.") from None
-    if line is None:
-        raise Refusal("interrupted", "stdin ended before the controller said how to go on: the transfer was "
-                                     "interrupted.")
-    return line.decode("ascii", errors="replace")
 
 
 def _write(handle: t.BinaryIO, digest: t.Any, data: bytes) -> None:
@@ -56,19 +40,11 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
     temp_host = None
     handle = None
     try:
-        transfers.check_form(request["path"])
-        path = transfers.full_path(request["path"])
-        result["path"] = path
-        policy = transfers.read_policy(device)
-        transfers.check_allowed(policy, path)
-        transfers.check_no_reparse_point(device, policy, path)
+        path, policy = transfers.checked_path(device, request, result)
         transfers.check_size(policy, size)
         if transfers.host_path(device, path).is_dir():
             raise Refusal("is_directory", f"'{path}' is a folder.")
-        stop = await transfers.register(device, request, "to_device", size)
-        if stop is not None:
-            result["session"] = stop["session"]
-            raise Refusal("session_not_authorized", stop["message"])
+        await transfers.register_or_refuse(device, request, result, "to_device", size)
         started = True
 
         parent = ntpath.dirname(path)
@@ -78,7 +54,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         # Directory.CreateDirectory meets a file where a folder of the path should be: the nearest that exists.
         nearest = next((p for p in (parent_host, *parent_host.parents) if p.exists()), parent_host)
         if not nearest.is_dir():
-            name = transfers.drives.windows_path_of(device.file_root, nearest) or parent
+            assert device.file_root is not None  # host_path found the device's drives
+            name = drives.windows_path_of(device.file_root, nearest) or parent
             raise Refusal("exists", f"Cannot create \"{name}\" because a file or directory with the same name "
                                     "already exists.")
         parent_host.mkdir(parents=True, exist_ok=True)
@@ -94,14 +71,8 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         transfers.check_free_space(device, path, size - kept)
 
         prefix_hash = transfers.sha256_of(handle, kept).hexdigest()
-        await _message(io, {"kind": "ready", "offset": kept, "prefix_sha256": prefix_hash})
-        start_text = await _line(io, 20)
-        try:
-            start = int(start_text)
-        except ValueError:
-            raise DeviceScriptError(f'Cannot convert value "{start_text}" to type "System.Int64".') from None
-        if start not in (0, kept):
-            raise DeviceScriptError(f"The controller asked to start at byte {start}; only 0 or {kept} are possible.")
+        await transfers.write_message(io, {"kind": "ready", "offset": kept, "prefix_sha256": prefix_hash})
+        start = await transfers.read_start(io, kept)
         if start == 0:
             handle.truncate(0)
             digest = hashlib.sha256()
@@ -132,9 +103,9 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
                 stop = transfers.session_stop(device, request["session_id"], transfer_key)
                 if stop is not None:
                     break
-                await _message(io, {"kind": "progress", "bytes": start + result["bytes_written"]})
+                await transfers.write_message(io, {"kind": "progress", "bytes": start + result["bytes_written"]})
         if stop is None:
-            expected = (await _line(io, 64)).strip().lower()
+            expected = (await transfers.read_line(io, 64)).strip().lower()
             actual = digest.hexdigest()
             result["sha256"] = actual
             if actual != expected:
@@ -142,8 +113,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
                                                f"{expected}.")
             stop = transfers.session_stop(device, request["session_id"], transfer_key)
         if stop is not None:
-            result.update(outcome="stopped", session=stop["session"],
-                          error={"code": "session_ended", "message": stop["message"]})
+            transfers.record_stop(result, stop)
         else:
             # The last moment the names are used: the file is still where it was opened, and no link stands in the
             # destination's way now either.
@@ -163,10 +133,7 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
             temp_host = None
             result["outcome"] = "completed"
     except (Refusal, OSError) as failure:
-        refusal = failure if isinstance(failure, Refusal) else transfers.from_os_error(failure, result["path"])
-        result["outcome"] = "failed"
-        result["error"] = refusal.as_failure()
-        keep_temp = refusal.code in ("interrupted", "in_use")
+        keep_temp = transfers.record_failure(result, failure).code in ("interrupted", "in_use")
     except asyncio.CancelledError:
         # Stopped (Stop-Process, or the shell deleted): no cleanup of its own runs; what it wrote stays.
         if handle is not None:
@@ -184,16 +151,9 @@ async def run(device: Device, script_input: dict[str, t.Any], io: ProcessIO) -> 
         with contextlib.suppress(FileNotFoundError):
             temp_host.unlink()
     if started:
-        transfers.unregister(device, request["transfer_id"])
-        what = (f"Support session {request['session_id']}: file transfer to {device.name}: {request['source']} -> "
-                f"{result['path']}")
-        if result["outcome"] == "completed":
-            message = (f"{what}, {size} bytes, SHA-256 {result['sha256']}. Successfully sent. Requested by "
-                       f"{request['requested_by']}.")
-        else:
-            done = (result["offset"] or 0) + result["bytes_written"]
-            message = (f"{what}: Sending failed after {done} of {size} bytes: {result['error']['message']} "
-                       f"Requested by {request['requested_by']}.")
-        result["audit_event_id"] = transfers.audit(device, result["outcome"], message)
+        transfers.end(device, request, result, success="sent", size=size,
+                      done=(result["offset"] or 0) + result["bytes_written"],
+                      what=(f"Support session {request['session_id']}: file transfer to {device.name}: "
+                            f"{request['source']} -> {result['path']}"))
     result["device_time"] = session.stamp(device.clock.now())
     return result

@@ -67,11 +67,12 @@ def run(device: Device, script_input: dict[str, t.Any], io: t.Any = None) -> dic
             session.write_record(device, record)
             try:
                 if script_input["consent_prompt"]:
+                    assert user is not None  # consent_prompt without an interactive user was refused above
                     session.arm_consent_route(device, record, user, account)
                 else:
                     session.withdraw_consent_route(device)
                 if script_input["expiry_task"]:
-                    session.arm_expiry(device, session.parse_stamp(record["expires_at"]))
+                    session.arm_expiry(device, session.required_stamp(record["expires_at"]))
                 else:
                     session.remove_task(device, session.EXPIRE_TASK)
                 if script_input["end_activities"]:

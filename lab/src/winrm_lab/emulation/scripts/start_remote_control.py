@@ -93,7 +93,7 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
                 result["account"] = {"name": found.name, "sid": found.sid, "kind": found.kind}
                 refused = account_refusal(found)
                 sid, account = found.sid, found.name  # the grant names the account as Windows does
-        if refused is None:
+        if refused is None and sid is not None:  # with no refusal the account was found
             entry = rd.listener_entry(device, sid)
             if entry is not None and (entry.denied & rd.WINSTATION_SHADOW or not entry.allowed & rd.WINSTATION_SHADOW):
                 refused = "listener_entry_conflict"
@@ -112,6 +112,7 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
         if refused is not None:
             result["refused_reason"] = refused
             return result
+        assert target is not None and sid is not None and expires_at is not None  # no refusal: each was found
 
         undo_account_added = int(registry.get(rc.UNDO_KEY, "AccountAdded", 0) or 0)
         wanted_grant = {

@@ -15,9 +15,9 @@ VERSION = 1
 def run(device: Device, script_input: dict[str, t.Any] | None) -> dict[str, t.Any]:
     events = session.audit_events("stop_remote_control")
     by_task = script_input is None
-    check_only = False if by_task else script_input["check_only"]
-    ended_by = "device" if by_task else script_input["ended_by"]
-    reason = "stopped" if by_task else script_input["reason"]
+    check_only = False if script_input is None else script_input["check_only"]
+    ended_by = "device" if script_input is None else script_input["ended_by"]
+    reason = "stopped" if script_input is None else script_input["reason"]
     registry = device.registry
     result: dict[str, t.Any] = {
         "script_version": VERSION, "device_time": None, "outcome": "nothing_to_do", "applied": False,

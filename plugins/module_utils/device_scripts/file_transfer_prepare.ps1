@@ -1,5 +1,5 @@
 # device-script: file_transfer_prepare
-# version: 1
+# version: 2
 # contract: file_transfer_prepare.contract.json
 # What a file transfer needs to know before it starts, read on the device, changing nothing: the device-side path
 # (a folder as the destination means the file goes into it), what is there (size; SHA-256 only when the size says it
@@ -15,6 +15,7 @@ $ErrorActionPreference = 'Stop'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
+# library: device_layout
 # library: transfer_policy
 
 # --- paths and files ------------------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ $request = $InputObject
 $direction = [string]$request.direction
 $policy = Read-TransferPolicy
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     max_envelope_size_kb = Get-MaxEnvelopeSizeKb
     policy = $policy

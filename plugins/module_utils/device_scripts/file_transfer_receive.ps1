@@ -1,5 +1,5 @@
 # device-script: file_transfer_receive
-# version: 1
+# version: 2
 # contract: file_transfer_receive.contract.json
 # Sends a device file to the controller (direction from_device, "receiving" in the product's words) through stdout,
 # as one long-running command started by stream_bootstrap.ps1. Nothing on the device changes but the audit entry.
@@ -24,6 +24,7 @@ $ErrorActionPreference = 'Stop'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
+# library: device_layout
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -35,7 +36,7 @@ $chunkBytes = [int]$request.chunk_bytes
 $transferKey = Join-Path -Path $transfersKey -ChildPath ([string]$request.transfer_id)
 $result = [ordered]@{
     kind = 'result'
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'failed'
     path = [string]$request.path

@@ -1,5 +1,5 @@
 # device-script: file_transfer_send
-# version: 1
+# version: 2
 # contract: file_transfer_send.contract.json
 # Receives a file from the controller (direction to_device, "sending" in the product's words) through stdin, as one
 # long-running command started by stream_bootstrap.ps1, and renames it into place once its SHA-256 matches.
@@ -27,6 +27,7 @@ $ErrorActionPreference = 'Stop'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
+# library: device_layout
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -39,7 +40,7 @@ $chunkBytes = [int]$request.chunk_bytes
 $transferKey = Join-Path -Path $transfersKey -ChildPath ([string]$request.transfer_id)
 $result = [ordered]@{
     kind = 'result'
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'failed'
     path = [string]$request.path

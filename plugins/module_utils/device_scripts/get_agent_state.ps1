@@ -10,13 +10,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
-$heartbeatTask = 'RemoteSupport-Heartbeat'
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
+# library: device_layout
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
-# Only these may change the scripts SYSTEM runs: SYSTEM, Administrators (and TrustedInstaller).
-$trustedWriters = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
 # Rights that let a trustee change what SYSTEM runs, with GENERIC_ALL and GENERIC_WRITE, which an ACL may carry as
 # raw bits.
 $writeRights = [long][System.Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, Delete, ChangePermissions, TakeOwnership' -bor 0x50000000

@@ -8,6 +8,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
+# library: device_layout
+
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
 $bios = Get-CimInstance -ClassName Win32_BIOS
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
@@ -33,7 +35,6 @@ elseif (@($chassisTypes | Where-Object { $laptopChassis -contains $_ }).Count -g
 }
 
 $lastCheckIn = $null
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
 if (Test-Path -LiteralPath $agentKey) {
     # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
     $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')

@@ -1,5 +1,5 @@
 # device-script: get_support_session
-# version: 1
+# version: 2
 # contract: get_support_session.contract.json
 # Reads the support-session record (HKLM:\SOFTWARE\RemoteSupport\Session), the support policy
 # (HKLM:\SOFTWARE\RemoteSupport\Policy, defaults where absent) and the user logged on at the console. Changes nothing.
@@ -9,7 +9,7 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
+# library: device_layout
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 # Timestamps are written with the invariant culture: a Thai or Arabic user culture would otherwise change the
 # calendar or the digits.
@@ -89,7 +89,7 @@ finally {
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $deviceTime
     policy = Read-Policy
     interactive_user = Get-InteractiveUser

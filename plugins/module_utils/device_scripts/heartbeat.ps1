@@ -13,9 +13,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
+# library: device_layout
 # library: partial_files
 
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 $day = 86400

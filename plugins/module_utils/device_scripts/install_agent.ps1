@@ -11,11 +11,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
+# library: device_layout
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-$heartbeatTask = 'RemoteSupport-Heartbeat'
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
-$eventSource = 'RemoteSupport.Windows'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 

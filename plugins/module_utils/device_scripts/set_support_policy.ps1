@@ -10,9 +10,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
+# library: device_layout
 $shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
-$eventSource = 'RemoteSupport.Windows'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 # The policy values this script may write, and the one kind each is kept as (docs/support-policy.md).

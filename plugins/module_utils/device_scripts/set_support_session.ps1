@@ -1,5 +1,5 @@
 # device-script: set_support_session
-# version: 1
+# version: 2
 # contract: set_support_session.contract.json
 # Compare-and-set of the support-session record: writes `session` only when the stored record is still version
 # `expected_version` (0: no record yet), then arms or withdraws the device-side tasks (the consent route, the
@@ -17,22 +17,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-# Written by this script (administrators and SYSTEM only; users may read): which session the prompt is for, whom
-# it asks, the user's SID and the deadline.
-$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
-# The only key the prompted user may write: their answer. Recreated for every request, with that user's grant.
-$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
-# Remote control ends itself through this task (stop_remote_control.ps1, which undoes what it changed): it ends the
-# grant once the session is no longer the authorized one it was given for.
-$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
-
-$eventSource = 'RemoteSupport.Windows'
-$consentAnsweredEventId = 1010
-$promptTask = 'RemoteSupport-ConsentPrompt'
-$applyConsentTask = 'RemoteSupport-ApplyConsent'
-$expireTask = 'RemoteSupport-ExpireSession'
+# library: device_layout
 $taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
 $states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
@@ -219,11 +205,11 @@ function New-SystemPrincipal {
 function Register-ExpiryTask([DateTime]$ExpiresAt) {
     # StartWhenAvailable: a device that was off or asleep at expires_at lapses the grant as soon as it can.
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
-    Register-ScheduledTask -TaskName $expireTask -TaskPath '\' -Action (New-TaskScriptAction 'expire_session') -Trigger (New-OnceTrigger $ExpiresAt) -Principal (New-SystemPrincipal) -Settings $settings -Force | Out-Null
+    Register-ScheduledTask -TaskName $expireSessionTask -TaskPath '\' -Action (New-TaskScriptAction 'expire_session') -Trigger (New-OnceTrigger $ExpiresAt) -Principal (New-SystemPrincipal) -Settings $settings -Force | Out-Null
 }
 
 function Remove-ConsentRoute {
-    Remove-Task $promptTask
+    Remove-Task $consentPromptTask
     Remove-Task $applyConsentTask
     foreach ($key in @($consentKey, $consentRequestKey)) {
         if (Test-Path -LiteralPath $key) {
@@ -298,8 +284,8 @@ function Register-ConsentRoute($Session, $User, [string]$Account) {
     $seconds = [Math]::Max(60, [int]($deadline - [DateTime]::UtcNow).TotalSeconds + 60)
     $promptSettings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -Priority 4 -ExecutionTimeLimit (New-TimeSpan -Seconds $seconds)
     $promptPrincipal = New-ScheduledTaskPrincipal -UserId $User.name -LogonType Interactive -RunLevel Limited
-    Register-ScheduledTask -TaskName $promptTask -TaskPath '\' -Action (New-TaskScriptAction 'consent_prompt') -Principal $promptPrincipal -Settings $promptSettings -Force | Out-Null
-    Start-ScheduledTask -TaskName $promptTask -TaskPath '\'
+    Register-ScheduledTask -TaskName $consentPromptTask -TaskPath '\' -Action (New-TaskScriptAction 'consent_prompt') -Principal $promptPrincipal -Settings $promptSettings -Force | Out-Null
+    Start-ScheduledTask -TaskName $consentPromptTask -TaskPath '\'
 }
 
 function Stop-SessionActivities {
@@ -376,7 +362,7 @@ try {
                 Register-ExpiryTask (ConvertFrom-RecordStamp ([string]$session.expires_at) 'expires_at')
             }
             else {
-                Remove-Task $expireTask
+                Remove-Task $expireSessionTask
             }
             if ([bool]$InputObject.end_activities) {
                 Stop-SessionActivities
@@ -399,7 +385,7 @@ finally {
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     applied = ($null -eq $refused)
     refused_reason = $refused
     device_time = $deviceTime

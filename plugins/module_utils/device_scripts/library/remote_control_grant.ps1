@@ -4,11 +4,8 @@
 # HKLM:\SOFTWARE\RemoteSupport\RemoteControl; everything start_remote_control changed on the way is recorded first
 # under RemoteControlUndo, so Remove-Grant undoes exactly that and no more. Callers hold the session lock.
 
-$grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
-$undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
 $terminalServicesPolicyKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
 $terminalServicesNamespace = 'root\cimv2\TerminalServices'
-$endTask = 'RemoteSupport-EndRemoteControl'
 
 # Grant field -> registry value under the RemoteControl key.
 $grantValues = [ordered]@{
@@ -56,8 +53,8 @@ function Remove-Grant($Grant) {
             }
         }
     }
-    if (Test-Path -LiteralPath $undoKey) {
-        $undo = Get-Item -LiteralPath $undoKey
+    if (Test-Path -LiteralPath $remoteControlUndoKey) {
+        $undo = Get-Item -LiteralPath $remoteControlUndoKey
         if ([int]$undo.GetValue('AccountAdded', 0) -eq 1) {
             $entry = Find-ListenerEntry ([string]$undo.GetValue('AccountSid'))
             if ($null -ne $entry) {
@@ -79,10 +76,10 @@ function Remove-Grant($Grant) {
                 $done.shadow_policy_restored = $true
             }
         }
-        Remove-Item -LiteralPath $undoKey -Recurse -Force
+        Remove-Item -LiteralPath $remoteControlUndoKey -Recurse -Force
     }
-    if (Test-Path -LiteralPath $grantKey) {
-        Remove-Item -LiteralPath $grantKey -Recurse -Force
+    if (Test-Path -LiteralPath $remoteControlKey) {
+        Remove-Item -LiteralPath $remoteControlKey -Recurse -Force
     }
     return $done
 }

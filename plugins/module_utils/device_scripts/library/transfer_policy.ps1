@@ -5,7 +5,6 @@
 # namespace, alternate data stream or reserved name in its text, no junction, symbolic link or mount point among its
 # existing components, and the final path of the handle actually opened under an allowed root (docs/file-transfer.md).
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
 # The policy's defaults (plugins/module_utils/support_policy.py is the one place that names them).
 $defaultAllowedRoots = @('C:\Users')
 $defaultMaxSizeBytes = [long]4294967296

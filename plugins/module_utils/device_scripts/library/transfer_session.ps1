@@ -4,11 +4,8 @@
 # chunk, the audit entry, and the stdin/stdout framing around the file's bytes. A script that takes it takes the
 # libraries session_lock, session_record and transfer_policy too (libraries do not take one another).
 
-# Each transfer registers under this key; deauthorizing and expiry remove what is there.
-$transfersKey = 'HKLM:\SOFTWARE\RemoteSupport\Transfers'
-# Application event log, source RemoteSupport.Windows (support-policy.md lists every range).
-$eventSource = 'RemoteSupport.Windows'
-$auditEvents = @{ completed = 1030; stopped = 1031; failed = 1032 }
+# Each transfer registers under $transfersKey; deauthorizing and expiry remove what is there.
+$auditEvents = @{ completed = $transferCompletedEventId; stopped = $transferStoppedEventId; failed = $transferFailedEventId }
 
 function Get-SessionStop([string]$SessionId, [string]$TransferKey) {
     # $null while the session allows this transfer; otherwise what stopped it and the session record as it is now.

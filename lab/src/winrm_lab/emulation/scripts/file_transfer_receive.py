@@ -16,7 +16,7 @@ from .. import session, transfers
 from ..transfers import Refusal
 from . import DeviceScriptError
 
-VERSION = 1
+VERSION = 2
 
 
 async def _message(io: ProcessIO, message: dict[str, t.Any]) -> None:

@@ -23,6 +23,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: audit_event
 $timer = 'timer'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
@@ -53,7 +54,7 @@ function Register-ExpiryTask([DateTime]$ExpiresAt) {
     Register-ScheduledTask -TaskName $expireSessionTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
 }
 
-function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
+function Write-TransitionAudit([int]$EventId, [string]$What, $Record, [string]$Who) {
     # The same wording as the controller's entries: who, what, when and the session id.
     $reason = [string]$Record.reason
     if (-not $reason) {
@@ -64,10 +65,7 @@ function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
     if ($What -notmatch 'authorized$') {
         $entryType = 'Warning'
     }
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType $entryType -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
+    Write-Audit $EventId $entryType (Limit-EventMessage $message)
 }
 
 $result = [ordered]@{
@@ -179,7 +177,7 @@ try {
                     Remove-Item -LiteralPath $key -Recurse -Force
                 }
             }
-            Write-Audit $eventId $what $record $who
+            Write-TransitionAudit $eventId $what $record $who
             $result.outcome = $record.state
             if ($renewal) {
                 $result.outcome = 'renewal_' + ($what -replace '^renewal ', '' -replace ' ', '_')

@@ -13,6 +13,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: audit_event
 # A renewal still waiting when the grant lapses lapses with it: its prompt closes and its keys go.
 $consentTasks = @($consentPromptTask, $applyConsentTask)
 $renewalValues = @('RenewalRequestedBy', 'RenewalReason', 'RenewalRequestedAt')
@@ -81,10 +82,7 @@ try {
                 $reason = '(none given)'
             }
             $message = 'Support session {0}: expired by {1} at {2}. Requested by {3}. Reason: {4}' -f $sessionId, $timer, $nowText, ([string]$key.GetValue('RequestedBy')), $reason
-            if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-                New-EventLog -LogName Application -Source $eventSource
-            }
-            Write-EventLog -LogName Application -Source $eventSource -EventId $sessionExpiredEventId -EntryType Information -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
+            Write-Audit $sessionExpiredEventId 'Information' (Limit-EventMessage $message)
             $result.outcome = 'expired'
         }
         $result.session_id = $sessionId

@@ -25,6 +25,7 @@ $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
 # library: device_layout
+# library: audit_event
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -171,10 +172,10 @@ if ($started) {
     Unregister-Transfer $transferKey
     $what = 'Support session {0}: file transfer from {1}: {2} -> {3}' -f [string]$request.session_id, $env:COMPUTERNAME, $result.path, [string]$request.destination
     if ($result.outcome -eq 'completed') {
-        $result.audit_event_id = Write-Audit 'completed' ('{0}, {1} bytes, SHA-256 {2}. Successfully received. Requested by {3}.' -f $what, $result.size, $result.sha256, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit 'completed' ('{0}, {1} bytes, SHA-256 {2}. Successfully received. Requested by {3}.' -f $what, $result.size, $result.sha256, [string]$request.requested_by)
     }
     else {
-        $result.audit_event_id = Write-Audit $result.outcome ('{0}: Sending failed after {1} of {2} bytes: {3} Requested by {4}.' -f $what, ($result.offset + $result.bytes_sent), $result.size, $result.error.message, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit $result.outcome ('{0}: Sending failed after {1} of {2} bytes: {3} Requested by {4}.' -f $what, ($result.offset + $result.bytes_sent), $result.size, $result.error.message, [string]$request.requested_by)
     }
 }
 $result.device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)

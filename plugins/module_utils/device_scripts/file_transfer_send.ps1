@@ -28,6 +28,7 @@ $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
 # library: device_layout
+# library: audit_event
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -234,10 +235,10 @@ if ($started) {
     Unregister-Transfer $transferKey
     $what = 'Support session {0}: file transfer to {1}: {2}' -f [string]$request.session_id, $env:COMPUTERNAME, [string]$request.source
     if ($result.outcome -eq 'completed') {
-        $result.audit_event_id = Write-Audit 'completed' ('{0} -> {1}, {2} bytes, SHA-256 {3}. Successfully sent. Requested by {4}.' -f $what, $result.path, $size, $result.sha256, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit 'completed' ('{0} -> {1}, {2} bytes, SHA-256 {3}. Successfully sent. Requested by {4}.' -f $what, $result.path, $size, $result.sha256, [string]$request.requested_by)
     }
     else {
-        $result.audit_event_id = Write-Audit $result.outcome ('{0} -> {1}: Sending failed after {2} of {3} bytes: {4} Requested by {5}.' -f $what, $result.path, ($result.offset + $result.bytes_written), $size, $result.error.message, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit $result.outcome ('{0} -> {1}: Sending failed after {2} of {3} bytes: {4} Requested by {5}.' -f $what, $result.path, ($result.offset + $result.bytes_written), $size, $result.error.message, [string]$request.requested_by)
     }
 }
 $result.device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)

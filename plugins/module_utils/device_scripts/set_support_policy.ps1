@@ -11,6 +11,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: audit_event
 $shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
 $stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
 $invariant = [System.Globalization.CultureInfo]::InvariantCulture
@@ -68,13 +69,6 @@ function Write-PolicyValue([string]$Path, [string]$Name, [string]$Kind, $Data) {
     }
 }
 
-function Write-Audit($Audit) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
-}
-
 Assert-Input $InputObject
 $entries = @($InputObject.values)
 $writes = $entries.Count
@@ -91,7 +85,7 @@ if ($writes -gt 0) {
     $now = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     Write-PolicyValue $policyKey 'ChangedBy' 'String' ([string]$InputObject.changed_by)
     Write-PolicyValue $policyKey 'ChangedAt' 'String' $now
-    Write-Audit $InputObject.audit
+    Write-Audit ([int]$InputObject.audit.event_id) ([string]$InputObject.audit.entry_type) ([string]$InputObject.audit.message)
 }
 
 $policyValues = Read-KeyValues $policyKey

@@ -18,6 +18,9 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: interactive_user
+# library: script_folder
+# library: audit_event
 $taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
@@ -103,57 +106,11 @@ function Assert-Input($Request) {
     }
 }
 
-# --- who is at the console ------------------------------------------------------------------------------------------
-function Get-InteractiveUser {
-    # The console user (Win32_ComputerSystem.UserName) and, from their shell's process, their session and SID. The
-    # SID comes from the process token, so it is known even when no domain controller answers.
-    $name = [string](Get-CimInstance -ClassName Win32_ComputerSystem).UserName
-    if (-not $name) {
-        return $null
-    }
-    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
-        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
-        if ($owner.ReturnValue -eq 0 -and ('{0}\{1}' -f $owner.Domain, $owner.User) -eq $name) {
-            $sid = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid
-            return [ordered]@{ name = $name; session_id = [int]$process.SessionId; sid = [string]$sid.Sid }
-        }
-    }
-    return $null
-}
-
 # --- the task scripts -----------------------------------------------------------------------------------------------
-function New-ScriptFolderAcl {
-    # SYSTEM runs these scripts, so only SYSTEM and Administrators may change them: nothing is inherited from
-    # C:\ProgramData, where any user may create files (a folder a user made first would otherwise stay theirs).
-    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-    $acl.SetAccessRuleProtection($true, $false)
-    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
-    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    $propagate = [System.Security.AccessControl.PropagationFlags]::None
-    $grants = @(
-        @('S-1-5-18', 'FullControl'),
-        @('S-1-5-32-544', 'FullControl'),
-        @('S-1-5-32-545', 'ReadAndExecute')
-    )
-    foreach ($grant in $grants) {
-        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
-        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
-        $acl.AddAccessRule($rule)
-    }
-    return $acl
-}
-
 function Install-TaskScripts($Texts) {
     # The controller carries the task scripts (input task_scripts), so a device always runs the version of the
     # consent route that the controller talking to it ships.
-    $root = Split-Path -Path $scriptFolder -Parent
-    foreach ($folder in @($root, $scriptFolder)) {
-        if (-not (Test-Path -LiteralPath $folder)) {
-            New-Item -ItemType Directory -Path $folder | Out-Null
-        }
-        # Fails (and with it this script, changing nothing else) when the folder cannot be made safe.
-        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
-    }
+    Lock-ScriptFolder
     # UTF-8 with a byte-order mark: Windows PowerShell 5.1 reads a script without one in the ANSI code page.
     $encoding = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $true
     foreach ($name in $taskScriptNames) {
@@ -297,24 +254,11 @@ function Stop-SessionActivities {
 }
 
 # --- the audit trail ------------------------------------------------------------------------------------------------
-function Limit-EventMessage([string]$Message) {
-    # An event's message holds at most 31,839 characters; a longer one (a long reason) would fail the write.
-    if ($Message.Length -gt 31000) {
-        return $Message.Substring(0, 31000)
-    }
-    return $Message
-}
-
-function Write-Audit($Audit) {
-    # Registering a source needs an administrator, which this script runs as; the SYSTEM tasks and the prompt
-    # (a standard user may write to the Application log) then write under the same source.
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
+function Write-RequestAudit($Audit) {
     # The last line names the account that authenticated to the device, as Windows knows it (the audit reads it).
     $account = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
     $message = (Limit-EventMessage ([string]$Audit.message)) + "`r`nAuthenticated account: " + $account
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message $message
+    Write-Audit ([int]$Audit.event_id) ([string]$Audit.entry_type) $message
 }
 
 # --- the compare-and-set ----------------------------------------------------------------------------------------------
@@ -335,7 +279,7 @@ try {
         $refused = 'version_conflict'
     }
     elseif ([bool]$InputObject.consent_prompt) {
-        $user = Get-InteractiveUser
+        $user = Get-InteractiveUser $true
         if ($null -eq $user) {
             $refused = 'no_interactive_user'
         }
@@ -367,7 +311,7 @@ try {
             if ([bool]$InputObject.end_activities) {
                 Stop-SessionActivities
             }
-            Write-Audit $InputObject.audit
+            Write-RequestAudit $InputObject.audit
         }
         catch {
             # A pending request with no prompt, or a grant with no expiry, must not stay behind: put the record

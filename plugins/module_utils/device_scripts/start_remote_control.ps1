@@ -19,6 +19,8 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: script_folder
+# library: audit_event
 $terminalServerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
 $listenerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
 $shadowFirewallRule = 'RemoteDesktop-Shadow-In-TCP'
@@ -354,21 +356,6 @@ function Get-AccountRefusal($Found) {
 }
 
 # --- the end task and its script ------------------------------------------------------------------------------------
-function New-ScriptFolderAcl {
-    # SYSTEM runs the task script, so only SYSTEM and Administrators may change it (as set_support_session sets it).
-    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-    $acl.SetAccessRuleProtection($true, $false)
-    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
-    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    $propagate = [System.Security.AccessControl.PropagationFlags]::None
-    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
-        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
-        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
-        $acl.AddAccessRule($rule)
-    }
-    return $acl
-}
-
 function Install-TaskScript([string]$Text) {
     if ($Text -notmatch ('(?m)^# device-script: ' + $taskScriptName + '\s*$')) {
         throw ('task_scripts.{0} is not the {0} device script (its header does not name it).' -f $taskScriptName)
@@ -377,13 +364,7 @@ function Install-TaskScript([string]$Text) {
     if ((Test-Path -LiteralPath $path) -and ([System.IO.File]::ReadAllText($path) -eq $Text)) {
         return
     }
-    $root = Split-Path -Path $scriptFolder -Parent
-    foreach ($folder in @($root, $scriptFolder)) {
-        if (-not (Test-Path -LiteralPath $folder)) {
-            New-Item -ItemType Directory -Path $folder | Out-Null
-        }
-        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
-    }
+    Lock-ScriptFolder
     if (Test-Path -LiteralPath $path) {
         Remove-Item -LiteralPath $path -Force
     }
@@ -422,14 +403,6 @@ function Register-EndTask([string]$ExpiresAt) {
     # StartWhenAvailable: a device that was off or asleep at expires_at takes the right back as soon as it can.
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
     Register-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
-}
-
-# --- the audit trail ------------------------------------------------------------------------------------------------
-function Write-Audit([string]$Message) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $remoteControlGrantedEventId -EntryType Information -Message $Message
 }
 
 # --- the request ----------------------------------------------------------------------------------------------------
@@ -680,7 +653,7 @@ try {
                     $prompt = 'the user is asked to allow each connection'
                 }
                 $message = 'Support session {0}: remote control ({1}) of the session of {2} (session {3}) granted to {4} by {5} at {6} until {7}; {8}.' -f $wanted.support_session_id, $wanted.mode, $wanted.user, $wanted.interactive_session_id, $account, ([string]$request.requested_by), $nowText, $wanted.expires_at, $prompt
-                Write-Audit $message
+                Write-Audit $remoteControlGrantedEventId 'Information' $message
             }
             $result.applied = $true
             $result.shadow_policy.current = $requiredShadow

@@ -17,6 +17,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: audit_event
 
 # library: stamps
 
@@ -47,13 +48,6 @@ function Read-Grant {
         }
     }
     return $grant
-}
-
-function Write-Audit([int]$EventId, [string]$Message) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType Information -Message $Message
 }
 
 # --- what the caller asks -------------------------------------------------------------------------------------------
@@ -155,7 +149,7 @@ try {
                 $eventId = $remoteControlEndedByDeviceEventId
             }
             $message = 'Support session {0}: {1} ended by {2} at {3} ({4}).' -f $sessionId, $what, $endedBy, $nowText, ($reason.Replace('_', ' '))
-            Write-Audit $eventId $message
+            Write-Audit $eventId 'Information' $message
         }
         $result.applied = $true
     }

@@ -96,7 +96,7 @@ function Unregister-Transfer([string]$TransferKey) {
     }
 }
 
-function Write-Audit([string]$Outcome, [string]$Message) {
+function Write-TransferAudit([string]$Outcome, [string]$Message) {
     # Returns the event id written, or $null: a full or broken event log must not turn a finished transfer into an
     # error.
     $entryType = 'Information'
@@ -107,10 +107,7 @@ function Write-Audit([string]$Outcome, [string]$Message) {
         $entryType = 'Error'
     }
     try {
-        if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-            New-EventLog -LogName Application -Source $eventSource
-        }
-        Write-EventLog -LogName Application -Source $eventSource -EventId $auditEvents[$Outcome] -EntryType $entryType -Message $Message
+        Write-Audit $auditEvents[$Outcome] $entryType $Message
         return $auditEvents[$Outcome]
     }
     catch {

@@ -24,6 +24,7 @@ $ErrorActionPreference = 'Stop'
 
 # library: device_layout
 # library: audit_event
+
 $timer = 'timer'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 

@@ -14,6 +14,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+
 $consentSubkey = $consentKey.Substring('HKLM:\'.Length)
 # The one limit for the requester's free text, in the record and in the window alike (session_state's
 # FREE_TEXT_MAX_CHARACTERS); the window cleans what it shows again, whoever wrote the registry.

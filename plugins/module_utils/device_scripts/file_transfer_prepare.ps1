@@ -12,10 +12,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
 # library: device_layout
+# library: stamps
 # library: transfer_policy
 
 # --- paths and files ------------------------------------------------------------------------------------------------------
@@ -141,11 +139,7 @@ try {
         $path = Resolve-DevicePath $joined
     }
     $result.path = $path
-    # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
+    Assert-PathAllowed $path $policy
     $parent = [System.IO.Path]::GetDirectoryName($path)
     $result.parent_exists = ($null -ne $parent -and [System.IO.Directory]::Exists($parent))
     $result.free_space_bytes = Get-FreeSpace $path
@@ -155,9 +149,7 @@ try {
             throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
         }
         $size = [long]$request.size
-        if ($size -gt $policy.max_size_bytes) {
-            throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-        }
+        Assert-SizeAllowed $size $policy
         $partialPath = [System.IO.Path]::Combine($parent, ('~rs-{0}.partial' -f [string]$request.transfer_id))
         if ([System.IO.File]::Exists($partialPath)) {
             $result.partial = [ordered]@{ path = $partialPath; size = [long](New-Object -TypeName System.IO.FileInfo -ArgumentList $partialPath).Length }
@@ -180,9 +172,7 @@ try {
         if ($result.file.is_directory) {
             throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
         }
-        if ($result.file.size -gt $policy.max_size_bytes) {
-            throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $result.file.size, $policy.max_size_bytes))
-        }
+        Assert-SizeAllowed $result.file.size $policy
         Assert-Readable $path $policy.allowed_roots
     }
 }

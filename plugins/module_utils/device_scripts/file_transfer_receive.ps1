@@ -21,10 +21,8 @@ param($InputObject, $InputStream, $OutputStream)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
 # library: device_layout
+# library: stamps
 # library: audit_event
 # library: transfer_policy
 # library: session_lock
@@ -58,10 +56,7 @@ try {
     $path = [System.IO.Path]::GetFullPath([string]$request.path)
     $result.path = $path
     $policy = Read-TransferPolicy
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
+    Assert-PathAllowed $path $policy
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }
@@ -80,9 +75,7 @@ try {
     $size = [long]$file.Length
     $lastWrite = [RemoteSupport.FileHandle]::LastWriteTimeUtc($file.SafeFileHandle)
     $result.size = $size
-    if ($size -gt $policy.max_size_bytes) {
-        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-    }
+    Assert-SizeAllowed $size $policy
     $kept = [long]$request.offset
     if ($kept -gt $size) {
         $kept = 0

@@ -24,10 +24,8 @@ param($InputObject, $InputStream, $OutputStream)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
 # library: device_layout
+# library: stamps
 # library: audit_event
 # library: transfer_policy
 # library: session_lock
@@ -64,13 +62,8 @@ try {
     $path = [System.IO.Path]::GetFullPath([string]$request.path)
     $result.path = $path
     $policy = Read-TransferPolicy
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
-    if ($size -gt $policy.max_size_bytes) {
-        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-    }
+    Assert-PathAllowed $path $policy
+    Assert-SizeAllowed $size $policy
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }

@@ -11,8 +11,8 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+# library: agent_checkin
+# library: stamps
 # Rights that let a trustee change what SYSTEM runs, with GENERIC_ALL and GENERIC_WRITE, which an ACL may carry as
 # raw bits.
 $writeRights = [long][System.Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, Delete, ChangePermissions, TakeOwnership' -bor 0x50000000
@@ -94,14 +94,7 @@ foreach ($name in @($InputObject.components)) {
     $files[[string]$name] = Read-ScriptFile ([string]$name)
 }
 
-$lastCheckIn = $null
-if (Test-Path -LiteralPath $agentKey) {
-    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
-    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
-    if ($value) {
-        $lastCheckIn = [string]$value
-    }
-}
+$lastCheckIn = Read-LastCheckIn
 
 $result = [ordered]@{
     script_version = 1

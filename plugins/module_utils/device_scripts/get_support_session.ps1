@@ -10,12 +10,8 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: stamps
 # library: interactive_user
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-# Timestamps are written with the invariant culture: a Thai or Arabic user culture would otherwise change the
-# calendar or the digits.
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
 # library: session_lock
 
 function Get-NumberValue($Key, [string]$Name) {

@@ -12,11 +12,12 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: agent_checkin
+# library: stamps
 # library: script_folder
 # library: audit_event
+
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
 function Install-ScriptFile([string]$Name, [string]$Text) {
     if ($Name -notmatch '^[a-z][a-z0-9_]*$') {
@@ -77,14 +78,7 @@ if ($null -ne $InputObject.audit) {
     Write-Audit ([int]$InputObject.audit.event_id) ([string]$InputObject.audit.entry_type) ([string]$InputObject.audit.message)
 }
 
-$lastCheckIn = $null
-if (Test-Path -LiteralPath $agentKey) {
-    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
-    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
-    if ($value) {
-        $lastCheckIn = [string]$value
-    }
-}
+$lastCheckIn = Read-LastCheckIn
 
 $result = [ordered]@{
     script_version = 1

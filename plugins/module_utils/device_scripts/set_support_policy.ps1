@@ -11,10 +11,9 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: stamps
 # library: audit_event
-$shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+
 # The policy values this script may write, and the one kind each is kept as (docs/support-policy.md).
 $valueKinds = @{
     ConfirmationRequired = 'DWord'
@@ -88,23 +87,13 @@ if ($writes -gt 0) {
     Write-Audit ([int]$InputObject.audit.event_id) ([string]$InputObject.audit.entry_type) ([string]$InputObject.audit.message)
 }
 
-$policyValues = Read-KeyValues $policyKey
-$shadow = $null
-$shadowValues = Read-KeyValues $shadowKey
-if ($null -ne $shadowValues -and $shadowValues.Contains('Shadow')) {
-    $shadow = $shadowValues['Shadow']
-}
-$values = [ordered]@{}
-if ($null -ne $policyValues) {
-    $values = $policyValues
-}
-
+$stored = Read-StoredPolicy
 $result = [ordered]@{
     script_version = 1
     device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     written = $writes
-    policy_key_exists = ($null -ne $policyValues)
-    values = $values
-    shadow = $shadow
+    policy_key_exists = $stored.policy_key_exists
+    values = $stored.values
+    shadow = $stored.shadow
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 6

@@ -21,6 +21,7 @@ $ErrorActionPreference = 'Stop'
 # library: interactive_user
 # library: script_folder
 # library: audit_event
+
 $taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 

@@ -21,6 +21,7 @@ $ErrorActionPreference = 'Stop'
 # library: device_layout
 # library: script_folder
 # library: audit_event
+
 $terminalServerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
 $listenerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
 $shadowFirewallRule = 'RemoteDesktop-Shadow-In-TCP'
@@ -46,33 +47,6 @@ function Set-RegistryValue([string]$Path, [string]$Name, $Value, [string]$Type) 
         New-Item -Path $Path -Force | Out-Null
     }
     Set-ItemProperty -LiteralPath $Path -Name $Name -Value $Value -Type $Type
-}
-
-function Read-Grant {
-    if (-not (Test-Path -LiteralPath $remoteControlKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $remoteControlKey
-    if ($null -eq $key.GetValue('SessionId')) {
-        return $null
-    }
-    $grant = [ordered]@{}
-    foreach ($field in $grantValues.Keys) {
-        $value = $key.GetValue($grantValues[$field])
-        if ($null -eq $value) {
-            throw ('The remote-control grant under {0} has no {1} value. Run remote_control with state stopped to clear it.' -f $remoteControlKey, $grantValues[$field])
-        }
-        if ($field -eq 'user_prompted') {
-            $grant[$field] = ([int]$value -ne 0)
-        }
-        elseif ($grantIntegerFields -contains $field) {
-            $grant[$field] = [int]$value
-        }
-        else {
-            $grant[$field] = [string]$value
-        }
-    }
-    return $grant
 }
 
 function Write-Grant($Grant) {
@@ -537,7 +511,7 @@ try {
         }
     }
 
-    $current = Read-Grant
+    $current = Read-Grant $true
     $stale = $null
     if ($null -ne $current) {
         $currentExpires = ConvertFrom-Stamp $current.expires_at

@@ -25,31 +25,6 @@ $ErrorActionPreference = 'Stop'
 
 # library: remote_control_grant
 
-function Read-Grant {
-    # A grant missing a value (written by hand, or cut short) is still ended: what is there is reported.
-    if (-not (Test-Path -LiteralPath $remoteControlKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $remoteControlKey
-    if ($null -eq $key.GetValue('SessionId')) {
-        return $null
-    }
-    $grant = [ordered]@{}
-    foreach ($field in $grantValues.Keys) {
-        $value = $key.GetValue($grantValues[$field])
-        if ($field -eq 'user_prompted') {
-            $grant[$field] = ([int]$value -ne 0)
-        }
-        elseif ($grantIntegerFields -contains $field) {
-            $grant[$field] = [int]$value
-        }
-        else {
-            $grant[$field] = [string]$value
-        }
-    }
-    return $grant
-}
-
 # --- what the caller asks -------------------------------------------------------------------------------------------
 $byTask = ($null -eq $InputObject)
 $checkOnly = $false
@@ -82,7 +57,7 @@ try {
     $nowText = Format-Stamp ([DateTime]::UtcNow)
     $now = ConvertFrom-Stamp $nowText
     $result.device_time = $nowText
-    $grant = Read-Grant
+    $grant = Read-Grant $false
     $result.grant = $grant
     $hasUndo = Test-Path -LiteralPath $remoteControlUndoKey
     $task = Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue

@@ -15,13 +15,12 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 # library: device_layout
+# library: stamps
 # library: session_lock
 # library: session_record
 # library: partial_files
 
 $taskNames = @($heartbeatTask, $consentPromptTask, $applyConsentTask, $expireSessionTask, $endRemoteControlTask)
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 
 function Get-Blocker($Record) {
     # What keeps the agent in use, as {reason, message}; $null when nothing does.

@@ -30,6 +30,35 @@ function Get-RegistryValue([string]$Path, [string]$Name) {
     return (Get-Item -LiteralPath $Path).GetValue($Name)
 }
 
+function Read-Grant([bool]$Complete) {
+    # $null when there is no grant. $Complete: every value must be there, for a grant to build on; otherwise a grant
+    # missing a value (written by hand, or cut short) is still read, to be ended: what is there is reported.
+    if (-not (Test-Path -LiteralPath $remoteControlKey)) {
+        return $null
+    }
+    $key = Get-Item -LiteralPath $remoteControlKey
+    if ($null -eq $key.GetValue('SessionId')) {
+        return $null
+    }
+    $grant = [ordered]@{}
+    foreach ($field in $grantValues.Keys) {
+        $value = $key.GetValue($grantValues[$field])
+        if ($Complete -and $null -eq $value) {
+            throw ('The remote-control grant under {0} has no {1} value. Run remote_control with state stopped to clear it.' -f $remoteControlKey, $grantValues[$field])
+        }
+        if ($field -eq 'user_prompted') {
+            $grant[$field] = ([int]$value -ne 0)
+        }
+        elseif ($grantIntegerFields -contains $field) {
+            $grant[$field] = [int]$value
+        }
+        else {
+            $grant[$field] = [string]$value
+        }
+    }
+    return $grant
+}
+
 function Find-ListenerEntry([string]$Sid) {
     # Compared by SID in PowerShell: nothing from the request goes into a WQL query.
     foreach ($entry in @(Get-CimInstance -Namespace $terminalServicesNamespace -ClassName Win32_TSAccount -Filter "TerminalName = 'RDP-Tcp'")) {

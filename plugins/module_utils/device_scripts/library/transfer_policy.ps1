@@ -177,6 +177,20 @@ function Assert-PathForm([string]$Path) {
     }
 }
 
+function Assert-PathAllowed([string]$Path, $Policy) {
+    # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
+    if (-not (Test-UnderRoot $Path $Policy.allowed_roots)) {
+        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $Path, (@($Policy.allowed_roots) -join '; ')))
+    }
+    Assert-NoReparsePoint $Path $Policy.allowed_roots
+}
+
+function Assert-SizeAllowed([long]$Size, $Policy) {
+    if ($Size -gt $Policy.max_size_bytes) {
+        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $Size, $Policy.max_size_bytes))
+    }
+}
+
 function Get-RootOf([string]$Path, $Roots) {
     foreach ($root in $Roots) {
         if ($Path.StartsWith(([string]$root).TrimEnd('\') + '\', [System.StringComparison]::OrdinalIgnoreCase)) {

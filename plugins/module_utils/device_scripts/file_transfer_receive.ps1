@@ -52,11 +52,8 @@ $started = $false
 $framing = $false
 
 try {
-    Assert-PathForm ([string]$request.path)
-    $path = [System.IO.Path]::GetFullPath([string]$request.path)
-    $result.path = $path
-    $policy = Read-TransferPolicy
-    Assert-PathAllowed $path $policy
+    $policy = Resolve-TransferPath $result
+    $path = $result.path
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }

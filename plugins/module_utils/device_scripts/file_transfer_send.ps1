@@ -58,11 +58,8 @@ $started = $false
 $keepTemp = $false
 
 try {
-    Assert-PathForm ([string]$request.path)
-    $path = [System.IO.Path]::GetFullPath([string]$request.path)
-    $result.path = $path
-    $policy = Read-TransferPolicy
-    Assert-PathAllowed $path $policy
+    $policy = Resolve-TransferPath $result
+    $path = $result.path
     Assert-SizeAllowed $size $policy
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))

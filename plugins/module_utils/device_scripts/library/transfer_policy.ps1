@@ -185,6 +185,17 @@ function Assert-PathAllowed([string]$Path, $Policy) {
     Assert-NoReparsePoint $Path $Policy.allowed_roots
 }
 
+function Resolve-TransferPath($Result) {
+    # The request's path (Result.path) made full and checked before anything is read; Result.path is the full path
+    # from here on, also in a refusal. Returns the policy it was checked against.
+    Assert-PathForm ([string]$Result.path)
+    $path = [System.IO.Path]::GetFullPath([string]$Result.path)
+    $Result.path = $path
+    $policy = Read-TransferPolicy
+    Assert-PathAllowed $path $policy
+    return $policy
+}
+
 function Assert-SizeAllowed([long]$Size, $Policy) {
     if ($Size -gt $Policy.max_size_bytes) {
         throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $Size, $Policy.max_size_bytes))

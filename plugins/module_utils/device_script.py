@@ -19,8 +19,7 @@ PowerShell variables (so it has no .ps1 of its own that could drift from the dat
 
 Each contract pins its script: `script_sha256` is the SHA-256 of the script's text as the device receives it (what
 `load(NAME).text` is). A unit test fails when the text changes and the pin does not, so that nobody changes a script
-without looking at its contract and at the lab's emulation of it. Once both are right, the pins are rewritten with
-`python -m ansible_collections.remote_support.windows.plugins.module_utils.device_script --pin`.
+without looking at its contract and at the lab's emulation of it. Once both are right, `scripts/pin-device-scripts [NAME ...]` rewrites the pins.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import functools
 import json
 import os
 import re
-import sys
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
@@ -228,13 +226,10 @@ def pinned_contract_text(name: str) -> str:
     return text[:match.end()] + pin + text[match.end():]
 
 
-def _pin_main(argv: list[str]) -> int:
-    if argv[:1] != ["--pin"]:
-        print("usage: python -m ...device_script --pin [NAME ...]: rewrites script_sha256 in the contracts of the "
-              "scripts named (every script when none is), once the contract and the lab's emulation are right",
-              file=sys.stderr)
-        return 2
-    for name in argv[1:] or script_names():
+def write_pins(names: t.Iterable[str]) -> list[str]:
+    """Sets script_sha256 in the contracts of NAMES to their scripts' present text; the names whose pin moved."""
+    moved = []
+    for name in names:
         text = pinned_contract_text(name)
         path = os.path.join(SCRIPTS_DIR, f"{name}.contract.json")
         with open(path, encoding="utf-8") as handle:
@@ -242,9 +237,5 @@ def _pin_main(argv: list[str]) -> int:
                 continue
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
-        print(f"pinned {name}: {script_sha256(name)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_pin_main(sys.argv[1:]))
+        moved.append(name)
+    return moved

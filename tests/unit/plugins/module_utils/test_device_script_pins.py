@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 
 NAMES = device_script.script_names()
-PIN_COMMAND = "python -m ansible_collections.remote_support.windows.plugins.module_utils.device_script --pin"
+PIN_COMMAND = "scripts/pin-device-scripts"
 
 
 def _contract(name):
@@ -49,22 +49,20 @@ def test_the_pin_follows_the_text_the_device_receives(monkeypatch):
     assert device_script.script_sha256(name) != before
 
 
-def test_the_pin_command_writes_the_pin_after_the_version(tmp_path, monkeypatch):
+def test_writing_the_pins_puts_the_pin_after_the_version(tmp_path, monkeypatch):
     name = "get_support_policy"
-    with open(os.path.join(device_script.SCRIPTS_DIR, f"{name}.contract.json"), encoding="utf-8") as handle:
-        text = handle.read()
-    contract = json.loads(text)
-    contract.pop("script_sha256", None)
+    contract = _contract(name)
+    contract.pop("script_sha256")
     (tmp_path / f"{name}.contract.json").write_text(json.dumps(contract, indent=2) + "\n", encoding="utf-8")
     monkeypatch.setattr(device_script, "SCRIPTS_DIR", str(tmp_path))
     monkeypatch.setattr(device_script, "script_sha256", lambda wanted: "ab" * 32)
 
-    assert device_script._pin_main(["--pin", name]) == 0
+    assert device_script.write_pins([name]) == [name]
     pinned = (tmp_path / f"{name}.contract.json").read_text(encoding="utf-8")
     assert json.loads(pinned) == dict(contract, script_sha256="ab" * 32)
     assert pinned.index('"script_sha256"') > pinned.index('"version"')
+    assert device_script.write_pins([name]) == [], "a pin that holds is left as it is"
 
     monkeypatch.setattr(device_script, "script_sha256", lambda wanted: "cd" * 32)
-    assert device_script._pin_main(["--pin", name]) == 0
+    assert device_script.write_pins([name]) == [name]
     assert json.loads((tmp_path / f"{name}.contract.json").read_text(encoding="utf-8"))["script_sha256"] == "cd" * 32
-    assert device_script._pin_main([]) == 2

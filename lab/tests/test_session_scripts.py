@@ -7,7 +7,6 @@ Every input sent and every answer received is checked against the script's writt
 
 from __future__ import annotations
 
-import ast
 import datetime
 import itertools
 import pathlib
@@ -262,7 +261,7 @@ def test_no_interactive_user_cannot_confirm_and_nothing_changes(device):
     device.control.log_user_off(device.name)
     record = request_record(device.get()["device_time"])
     refused = device.set(0, record, "requested", consent_prompt=True)
-    assert refused == {"script_version": 1, "applied": False, "refused_reason": "no_interactive_user",
+    assert refused == {"script_version": 2, "applied": False, "refused_reason": "no_interactive_user",
                        "device_time": refused["device_time"], "session": None}
     assert device.stored() == {} and device.tasks() == {} and device.audit() == []
 
@@ -407,25 +406,26 @@ def test_the_expiry_task_leaves_a_session_that_is_not_due(device):
 
 # --- one table of event ids ------------------------------------------------------------------------------------------
 def test_event_ids_agree_everywhere():
-    """The controller's AUDIT_EVENT_IDS, each task script's contract (audit_events, which the lab reads) and the ids
-    the PowerShell writes are one table."""
-    module = SCRIPTS.parent / "support_session.py"
-    tree = ast.parse(module.read_text(encoding="utf-8"))
-    controller = next(ast.literal_eval(node.value) for node in tree.body
-                      if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "AUDIT_EVENT_IDS")
-    assert controller == {"requested": REQUESTED, "authorized": AUTHORIZED, "denied": DENIED, "timed_out": TIMED_OUT,
-                          "expired": EXPIRED, "deauthorized": DEAUTHORIZED, "cancelled": CANCELLED,
-                          "renewed": RENEWED}
+    """The device layout (device_layout.json, which the controller and the lab read), each task script's contract
+    (audit_events, naming the layout's events), the variables the PowerShell writes and the docs are one table."""
+    from winrm_lab.emulation import session
+
+    events = json.loads((SCRIPTS / "device_layout.json").read_text(encoding="utf-8"))["events"]
+    assert events["session"] == {"requested": REQUESTED, "authorized": AUTHORIZED, "denied": DENIED,
+                                 "timed_out": TIMED_OUT, "expired": EXPIRED, "deauthorized": DEAUTHORIZED,
+                                 "cancelled": CANCELLED, "renewed": RENEWED}
+    assert events["consent_answered"] == CONSENT_ANSWERED
     declared = {}
     for name in TASK_SCRIPTS:
-        events = contract_of(name)["audit_events"]
-        declared.update(events)
+        declared.update(session.audit_events(name))
         script = text_of(name)
-        for event_id in events.values():
-            assert re.search(rf"EventId\w* = {event_id}\b", script), f"{name}.ps1 does not write {event_id}"
+        for event in contract_of(name)["audit_events"].values():
+            words = event.replace(".", "_").split("_")
+            variable = "$" + words[0] + "".join(word.capitalize() for word in words[1:]) + "EventId"
+            # The script file uses the variable; the layout library, put in place when it is loaded, sets it.
+            assert re.search(rf"{re.escape(variable)}\b", script), f"{name}.ps1 does not write {event} ({variable})"
     assert declared == {"consent_answered": CONSENT_ANSWERED, "authorized": AUTHORIZED, "denied": DENIED,
                         "timed_out": TIMED_OUT, "expired": EXPIRED, "renewed": RENEWED}
-    assert all(controller[what] == event_id for what, event_id in declared.items() if what in controller)
     assert pathlib.Path(SCRIPTS.parents[2] / "docs" / "consent-route.md").read_text(encoding="utf-8").count("| 10") >= 9
 
 

@@ -36,14 +36,14 @@ HEARTBEAT = "heartbeat"
 SESSION_TASK_SCRIPTS = ("consent_prompt", "apply_consent", "expire_session")
 COMPONENTS = (HEARTBEAT, *SESSION_TASK_SCRIPTS)
 
-HEARTBEAT_TASK = "RemoteSupport-Heartbeat"
+HEARTBEAT_TASK = device_script.layout()["tasks"]["heartbeat"]
 HEARTBEAT_INTERVAL_SECONDS = 60
 SYSTEM_ACCOUNTS = ("system", "nt authority\\system", "localsystem", "s-1-5-18")
 TASK_ARGUMENTS = '-NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -File "{path}"'
 
-# Application event log id (source RemoteSupport.Windows) of an agent install, upgrade or repair, and of its removal.
-AGENT_CHANGED_EVENT_ID = 1041
-AGENT_REMOVED_EVENT_ID = 1042
+# Application event log id of an agent install, upgrade or repair, and of its removal (device_layout.json).
+AGENT_CHANGED_EVENT_ID = device_script.event_id("agent.changed")
+AGENT_REMOVED_EVENT_ID = device_script.event_id("agent.removed")
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent", "query"]},

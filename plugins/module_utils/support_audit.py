@@ -31,12 +31,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _STAMP = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"
 
 # The ids, by what they record (docs/audit.md). Session transitions carry "what" in their text.
-SESSION_EVENTS = {1000: "requested", 1001: "authorized", 1002: "denied", 1003: "timed_out", 1004: "expired",
-                  1005: "deauthorized", 1006: "cancelled", 1007: "renewed"}
-CONSENT_ANSWERED = 1010
-REMOTE_CONTROL_GRANTED, REMOTE_CONTROL_STOPPED, REMOTE_CONTROL_ENDED_BY_DEVICE = 1020, 1021, 1022
-TRANSFER_EVENTS = {1030: "completed", 1031: "stopped", 1032: "failed"}
-POLICY_CHANGED, AGENT_CHANGED = 1040, 1041
+SESSION_EVENTS = {event_id: what for what, event_id in device_script.layout()["events"]["session"].items()}
+CONSENT_ANSWERED = device_script.event_id("consent_answered")
+REMOTE_CONTROL_GRANTED = device_script.event_id("remote_control.granted")
+REMOTE_CONTROL_STOPPED = device_script.event_id("remote_control.stopped")
+REMOTE_CONTROL_ENDED_BY_DEVICE = device_script.event_id("remote_control.ended_by_device")
+TRANSFER_EVENTS = {event_id: what for what, event_id in device_script.layout()["events"]["transfer"].items()}
+POLICY_CHANGED, AGENT_CHANGED = device_script.event_id("policy_changed"), device_script.event_id("agent.changed")
 # States a session ends in, and the transition that ends it.
 ENDING = {"denied", "timed_out", "expired", "deauthorized", "cancelled"}
 

@@ -29,7 +29,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils import devi
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 
 # --- where the policy lives -------------------------------------------------------------------------------------------
-POLICY_KEY = "HKLM:\\SOFTWARE\\RemoteSupport\\Policy"
+POLICY_KEY = device_script.layout()["registry"]["policy"]
 SHADOW_KEY = "HKLM:\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services"
 SHADOW_VALUE = "Shadow"
 
@@ -78,8 +78,8 @@ SHADOW_MEANINGS = {
 }
 WINDOWS_DEFAULT_SHADOW = 1  # what Windows does where the policy value is absent
 
-# Application event log id (source RemoteSupport.Windows) of a policy change; the session's ids are 1000-1010.
-POLICY_CHANGED_EVENT_ID = 1040
+# Application event log id of a policy change (device_layout.json).
+POLICY_CHANGED_EVENT_ID = device_script.event_id("policy_changed")
 
 # Number-kinded values: a DWORD and a QWORD holding the same number read the same to every reader.
 NUMBER_KINDS = ("DWord", "QWord")

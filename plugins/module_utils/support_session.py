@@ -30,18 +30,9 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
 }
 REQUIRED_IF = [("state", "authorized", ("reason",))]
 
-# Application event log ids of the audit trail (source RemoteSupport.Windows). The device-side tasks write the
+# Application event log ids of the audit trail, by transition (device_layout.json). The device-side tasks write the
 # client's answer (authorized/denied), time-outs and expiry with the same ids.
-AUDIT_EVENT_IDS = {
-    "requested": 1000,
-    "authorized": 1001,
-    "denied": 1002,
-    "timed_out": 1003,
-    "expired": 1004,
-    "deauthorized": 1005,
-    "cancelled": 1006,
-    "renewed": 1007,
-}
+AUDIT_EVENT_IDS: dict[str, int] = dict(device_script.layout()["events"]["session"])
 
 
 # Device-side scripts the session's scheduled tasks run (see docs/consent-route.md).

@@ -1,5 +1,5 @@
 # device-script: apply_consent
-# version: 1
+# version: 2
 # contract: apply_consent.contract.json
 # Applies the client's answer to a pending support session, or its time-out. Runs as SYSTEM, started by the
 # scheduled task RemoteSupport-ApplyConsent when the prompt reports an answer (event 1010) and once at the
@@ -22,19 +22,10 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
-$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
-$eventSource = 'RemoteSupport.Windows'
-$authorizedEventId = 1001
-$deniedEventId = 1002
-$timedOutEventId = 1003
-$renewedEventId = 1007
+# library: device_layout
+# library: audit_event
+
 $timer = 'timer'
-$promptTask = 'RemoteSupport-ConsentPrompt'
-$expireTask = 'RemoteSupport-ExpireSession'
-# Remote control ends itself through this task (stop_remote_control.ps1) once the session is no longer authorized.
-$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
 # library: stamps
@@ -61,10 +52,10 @@ function Register-ExpiryTask([DateTime]$ExpiresAt) {
     $trigger.StartBoundary = Format-Stamp $ExpiresAt
     $principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
-    Register-ScheduledTask -TaskName $expireTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
+    Register-ScheduledTask -TaskName $expireSessionTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
 }
 
-function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
+function Write-TransitionAudit([int]$EventId, [string]$What, $Record, [string]$Who) {
     # The same wording as the controller's entries: who, what, when and the session id.
     $reason = [string]$Record.reason
     if (-not $reason) {
@@ -75,14 +66,11 @@ function Write-Audit([int]$EventId, [string]$What, $Record, [string]$Who) {
     if ($What -notmatch 'authorized$') {
         $entryType = 'Warning'
     }
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType $entryType -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
+    Write-Audit $EventId $entryType (Limit-EventMessage $message)
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'nothing_to_do'
     session_id = $null
@@ -141,13 +129,13 @@ try {
             $record.authorized_at = $nowText
             $record.expires_at = Format-Stamp ($now.AddSeconds($record.ttl_seconds))
             $who = $promptedUser
-            $eventId = $authorizedEventId
+            $eventId = $sessionAuthorizedEventId
         }
         elseif ($answer -eq 'deny') {
             $record.state = 'denied'
             $record.confirmed_by = $promptedUser
             $who = $promptedUser
-            $eventId = $deniedEventId
+            $eventId = $sessionDeniedEventId
         }
         elseif ($now -ge $deadline) {
             if (-not $renewal) {
@@ -155,7 +143,7 @@ try {
             }
             $what = 'timed out'
             $who = $timer
-            $eventId = $timedOutEventId
+            $eventId = $sessionTimedOutEventId
         }
 
         if ($null -ne $eventId) {
@@ -163,8 +151,8 @@ try {
                 $what = $record.state -replace '_', ' '
             }
             if ($renewal) {
-                if ($eventId -eq $authorizedEventId) {
-                    $eventId = $renewedEventId
+                if ($eventId -eq $sessionAuthorizedEventId) {
+                    $eventId = $sessionRenewedEventId
                 }
                 $what = 'renewal ' + $what
                 $record.renewal_requested_by = $null
@@ -184,13 +172,13 @@ try {
                 Start-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\'
             }
             # The question is settled: close a window still open and take back the user's grant on the Consent key.
-            Remove-Task $promptTask
+            Remove-Task $consentPromptTask
             foreach ($key in @($consentKey, $consentRequestKey)) {
                 if (Test-Path -LiteralPath $key) {
                     Remove-Item -LiteralPath $key -Recurse -Force
                 }
             }
-            Write-Audit $eventId $what $record $who
+            Write-TransitionAudit $eventId $what $record $who
             $result.outcome = $record.state
             if ($renewal) {
                 $result.outcome = 'renewal_' + ($what -replace '^renewal ', '' -replace ' ', '_')

@@ -1,5 +1,5 @@
 # device-script: consent_prompt
-# version: 1
+# version: 2
 # contract: consent_prompt.contract.json
 # Asks the person at the device whether a support session may start. Runs as that user, in their own logon
 # session, started by the scheduled task RemoteSupport-ConsentPrompt (which set_support_session.ps1 registers with
@@ -13,11 +13,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
-$consentSubkey = 'SOFTWARE\RemoteSupport\Consent'
-$eventSource = 'RemoteSupport.Windows'
-$consentAnsweredEventId = 1010
+# library: device_layout
+
+$consentSubkey = $consentKey.Substring('HKLM:\'.Length)
 # The one limit for the requester's free text, in the record and in the window alike (session_state's
 # FREE_TEXT_MAX_CHARACTERS); the window cleans what it shows again, whoever wrote the registry.
 $freeTextLimit = 300
@@ -64,7 +62,7 @@ function Get-PromptText([string]$Account, [string]$RequestedBy, [string]$Reason,
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = Format-Stamp ([DateTime]::UtcNow)
     session_id = $null
     outcome = $null

@@ -1,5 +1,5 @@
 # device-script: expire_session
-# version: 1
+# version: 2
 # contract: expire_session.contract.json
 # Lapses the support session's authorization when its expires_at has come, on the device itself, whether or not a
 # controller ever returns. Runs as SYSTEM, started by the one-shot scheduled task RemoteSupport-ExpireSession at
@@ -12,16 +12,11 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-# Remote control ends itself through this task (stop_remote_control.ps1) once the session is no longer authorized.
-$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
+# library: device_layout
+# library: audit_event
 # A renewal still waiting when the grant lapses lapses with it: its prompt closes and its keys go.
-$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
-$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
-$consentTasks = @('RemoteSupport-ConsentPrompt', 'RemoteSupport-ApplyConsent')
+$consentTasks = @($consentPromptTask, $applyConsentTask)
 $renewalValues = @('RenewalRequestedBy', 'RenewalReason', 'RenewalRequestedAt')
-$eventSource = 'RemoteSupport.Windows'
-$expiredEventId = 1004
 $timer = 'timer'
 
 # library: stamps
@@ -31,7 +26,7 @@ $timer = 'timer'
 # library: task_removal
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'nothing_to_do'
     session_id = $null
@@ -87,10 +82,7 @@ try {
                 $reason = '(none given)'
             }
             $message = 'Support session {0}: expired by {1} at {2}. Requested by {3}. Reason: {4}' -f $sessionId, $timer, $nowText, ([string]$key.GetValue('RequestedBy')), $reason
-            if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-                New-EventLog -LogName Application -Source $eventSource
-            }
-            Write-EventLog -LogName Application -Source $eventSource -EventId $expiredEventId -EntryType Information -Message ($message.Substring(0, [Math]::Min($message.Length, 31000)))
+            Write-Audit $sessionExpiredEventId 'Information' (Limit-EventMessage $message)
             $result.outcome = 'expired'
         }
         $result.session_id = $sessionId

@@ -1,5 +1,5 @@
 # device-script: file_transfer_prepare
-# version: 1
+# version: 2
 # contract: file_transfer_prepare.contract.json
 # What a file transfer needs to know before it starts, read on the device, changing nothing: the device-side path
 # (a folder as the destination means the file goes into it), what is there (size; SHA-256 only when the size says it
@@ -12,9 +12,8 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
+# library: device_layout
+# library: stamps
 # library: transfer_policy
 
 # --- paths and files ------------------------------------------------------------------------------------------------------
@@ -118,7 +117,7 @@ $request = $InputObject
 $direction = [string]$request.direction
 $policy = Read-TransferPolicy
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     max_envelope_size_kb = Get-MaxEnvelopeSizeKb
     policy = $policy
@@ -140,11 +139,7 @@ try {
         $path = Resolve-DevicePath $joined
     }
     $result.path = $path
-    # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
+    Assert-PathAllowed $path $policy
     $parent = [System.IO.Path]::GetDirectoryName($path)
     $result.parent_exists = ($null -ne $parent -and [System.IO.Directory]::Exists($parent))
     $result.free_space_bytes = Get-FreeSpace $path
@@ -154,9 +149,7 @@ try {
             throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
         }
         $size = [long]$request.size
-        if ($size -gt $policy.max_size_bytes) {
-            throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-        }
+        Assert-SizeAllowed $size $policy
         $partialPath = [System.IO.Path]::Combine($parent, ('~rs-{0}.partial' -f [string]$request.transfer_id))
         if ([System.IO.File]::Exists($partialPath)) {
             $result.partial = [ordered]@{ path = $partialPath; size = [long](New-Object -TypeName System.IO.FileInfo -ArgumentList $partialPath).Length }
@@ -179,9 +172,7 @@ try {
         if ($result.file.is_directory) {
             throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
         }
-        if ($result.file.size -gt $policy.max_size_bytes) {
-            throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $result.file.size, $policy.max_size_bytes))
-        }
+        Assert-SizeAllowed $result.file.size $policy
         Assert-Readable $path $policy.allowed_roots
     }
 }

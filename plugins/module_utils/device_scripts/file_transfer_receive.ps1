@@ -1,5 +1,5 @@
 # device-script: file_transfer_receive
-# version: 1
+# version: 2
 # contract: file_transfer_receive.contract.json
 # Sends a device file to the controller (direction from_device, "receiving" in the product's words) through stdout,
 # as one long-running command started by stream_bootstrap.ps1. Nothing on the device changes but the audit entry.
@@ -21,9 +21,9 @@ param($InputObject, $InputStream, $OutputStream)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
+# library: device_layout
+# library: stamps
+# library: audit_event
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -35,7 +35,7 @@ $chunkBytes = [int]$request.chunk_bytes
 $transferKey = Join-Path -Path $transfersKey -ChildPath ([string]$request.transfer_id)
 $result = [ordered]@{
     kind = 'result'
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'failed'
     path = [string]$request.path
@@ -52,14 +52,8 @@ $started = $false
 $framing = $false
 
 try {
-    Assert-PathForm ([string]$request.path)
-    $path = [System.IO.Path]::GetFullPath([string]$request.path)
-    $result.path = $path
-    $policy = Read-TransferPolicy
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
+    $policy = Resolve-TransferPath $result
+    $path = $result.path
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }
@@ -78,9 +72,7 @@ try {
     $size = [long]$file.Length
     $lastWrite = [RemoteSupport.FileHandle]::LastWriteTimeUtc($file.SafeFileHandle)
     $result.size = $size
-    if ($size -gt $policy.max_size_bytes) {
-        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-    }
+    Assert-SizeAllowed $size $policy
     $kept = [long]$request.offset
     if ($kept -gt $size) {
         $kept = 0
@@ -170,10 +162,10 @@ if ($started) {
     Unregister-Transfer $transferKey
     $what = 'Support session {0}: file transfer from {1}: {2} -> {3}' -f [string]$request.session_id, $env:COMPUTERNAME, $result.path, [string]$request.destination
     if ($result.outcome -eq 'completed') {
-        $result.audit_event_id = Write-Audit 'completed' ('{0}, {1} bytes, SHA-256 {2}. Successfully received. Requested by {3}.' -f $what, $result.size, $result.sha256, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit 'completed' ('{0}, {1} bytes, SHA-256 {2}. Successfully received. Requested by {3}.' -f $what, $result.size, $result.sha256, [string]$request.requested_by)
     }
     else {
-        $result.audit_event_id = Write-Audit $result.outcome ('{0}: Sending failed after {1} of {2} bytes: {3} Requested by {4}.' -f $what, ($result.offset + $result.bytes_sent), $result.size, $result.error.message, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit $result.outcome ('{0}: Sending failed after {1} of {2} bytes: {3} Requested by {4}.' -f $what, ($result.offset + $result.bytes_sent), $result.size, $result.error.message, [string]$request.requested_by)
     }
 }
 $result.device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)

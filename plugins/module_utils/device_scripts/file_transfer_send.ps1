@@ -1,5 +1,5 @@
 # device-script: file_transfer_send
-# version: 1
+# version: 2
 # contract: file_transfer_send.contract.json
 # Receives a file from the controller (direction to_device, "sending" in the product's words) through stdin, as one
 # long-running command started by stream_bootstrap.ps1, and renames it into place once its SHA-256 matches.
@@ -24,9 +24,9 @@ param($InputObject, $InputStream, $OutputStream)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
+# library: device_layout
+# library: stamps
+# library: audit_event
 # library: transfer_policy
 # library: session_lock
 # library: session_record
@@ -39,7 +39,7 @@ $chunkBytes = [int]$request.chunk_bytes
 $transferKey = Join-Path -Path $transfersKey -ChildPath ([string]$request.transfer_id)
 $result = [ordered]@{
     kind = 'result'
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'failed'
     path = [string]$request.path
@@ -58,17 +58,9 @@ $started = $false
 $keepTemp = $false
 
 try {
-    Assert-PathForm ([string]$request.path)
-    $path = [System.IO.Path]::GetFullPath([string]$request.path)
-    $result.path = $path
-    $policy = Read-TransferPolicy
-    if (-not (Test-UnderRoot $path $policy.allowed_roots)) {
-        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $path, (@($policy.allowed_roots) -join '; ')))
-    }
-    Assert-NoReparsePoint $path $policy.allowed_roots
-    if ($size -gt $policy.max_size_bytes) {
-        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $size, $policy.max_size_bytes))
-    }
+    $policy = Resolve-TransferPath $result
+    $path = $result.path
+    Assert-SizeAllowed $size $policy
     if ([System.IO.Directory]::Exists($path)) {
         throw (New-Refusal 'is_directory' ("'{0}' is a folder." -f $path))
     }
@@ -233,10 +225,10 @@ if ($started) {
     Unregister-Transfer $transferKey
     $what = 'Support session {0}: file transfer to {1}: {2}' -f [string]$request.session_id, $env:COMPUTERNAME, [string]$request.source
     if ($result.outcome -eq 'completed') {
-        $result.audit_event_id = Write-Audit 'completed' ('{0} -> {1}, {2} bytes, SHA-256 {3}. Successfully sent. Requested by {4}.' -f $what, $result.path, $size, $result.sha256, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit 'completed' ('{0} -> {1}, {2} bytes, SHA-256 {3}. Successfully sent. Requested by {4}.' -f $what, $result.path, $size, $result.sha256, [string]$request.requested_by)
     }
     else {
-        $result.audit_event_id = Write-Audit $result.outcome ('{0} -> {1}: Sending failed after {2} of {3} bytes: {4} Requested by {5}.' -f $what, $result.path, ($result.offset + $result.bytes_written), $size, $result.error.message, [string]$request.requested_by)
+        $result.audit_event_id = Write-TransferAudit $result.outcome ('{0} -> {1}: Sending failed after {2} of {3} bytes: {4} Requested by {5}.' -f $what, $result.path, ($result.offset + $result.bytes_written), $size, $result.error.message, [string]$request.requested_by)
     }
 }
 $result.device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)

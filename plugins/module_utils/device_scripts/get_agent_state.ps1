@@ -10,13 +10,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
-$heartbeatTask = 'RemoteSupport-Heartbeat'
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-# Only these may change the scripts SYSTEM runs: SYSTEM, Administrators (and TrustedInstaller).
-$trustedWriters = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+# library: device_layout
+# library: agent_checkin
+# library: stamps
 # Rights that let a trustee change what SYSTEM runs, with GENERIC_ALL and GENERIC_WRITE, which an ACL may carry as
 # raw bits.
 $writeRights = [long][System.Security.AccessControl.FileSystemRights]'Write, Modify, FullControl, Delete, ChangePermissions, TakeOwnership' -bor 0x50000000
@@ -98,14 +94,7 @@ foreach ($name in @($InputObject.components)) {
     $files[[string]$name] = Read-ScriptFile ([string]$name)
 }
 
-$lastCheckIn = $null
-if (Test-Path -LiteralPath $agentKey) {
-    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
-    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
-    if ($value) {
-        $lastCheckIn = [string]$value
-    }
-}
+$lastCheckIn = Read-LastCheckIn
 
 $result = [ordered]@{
     script_version = 1

@@ -8,6 +8,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
+# library: device_layout
+# library: agent_checkin
+
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
 $bios = Get-CimInstance -ClassName Win32_BIOS
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
@@ -32,15 +35,7 @@ elseif (@($chassisTypes | Where-Object { $laptopChassis -contains $_ }).Count -g
     $deviceType = 'laptop'
 }
 
-$lastCheckIn = $null
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
-if (Test-Path -LiteralPath $agentKey) {
-    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
-    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
-    if ($value) {
-        $lastCheckIn = [string]$value
-    }
-}
+$lastCheckIn = Read-LastCheckIn
 
 $result = [ordered]@{
     script_version = 1

@@ -10,30 +10,16 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
-$shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
+# library: device_layout
+# library: stamps
 # library: registry_values
 
-$policyValues = Read-KeyValues $policyKey
-$shadow = $null
-$shadowValues = Read-KeyValues $shadowKey
-if ($null -ne $shadowValues -and $shadowValues.Contains('Shadow')) {
-    $shadow = $shadowValues['Shadow']
-}
-
-$values = [ordered]@{}
-if ($null -ne $policyValues) {
-    $values = $policyValues
-}
-
+$stored = Read-StoredPolicy
 $result = [ordered]@{
     script_version = 1
     device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
-    policy_key_exists = ($null -ne $policyValues)
-    values = $values
-    shadow = $shadow
+    policy_key_exists = $stored.policy_key_exists
+    values = $stored.values
+    shadow = $stored.shadow
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 6

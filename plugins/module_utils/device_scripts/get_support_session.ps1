@@ -1,5 +1,5 @@
 # device-script: get_support_session
-# version: 1
+# version: 2
 # contract: get_support_session.contract.json
 # Reads the support-session record (HKLM:\SOFTWARE\RemoteSupport\Session), the support policy
 # (HKLM:\SOFTWARE\RemoteSupport\Policy, defaults where absent) and the user logged on at the console. Changes nothing.
@@ -9,12 +9,9 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-# Timestamps are written with the invariant culture: a Thai or Arabic user culture would otherwise change the
-# calendar or the digits.
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
+# library: device_layout
+# library: stamps
+# library: interactive_user
 # library: session_lock
 
 function Get-NumberValue($Key, [string]$Name) {
@@ -61,23 +58,6 @@ function Read-Policy {
     return $policy
 }
 
-function Get-InteractiveUser {
-    # Win32_ComputerSystem.UserName names the user at the console (not a Remote Desktop user): the person in front
-    # of the device, who would see a consent prompt.
-    $name = [string](Get-CimInstance -ClassName Win32_ComputerSystem).UserName
-    if (-not $name) {
-        return $null
-    }
-    # Their logon session is the one their shell runs in. Without a shell nobody would see a prompt either.
-    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
-        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
-        if ($owner.ReturnValue -eq 0 -and ('{0}\{1}' -f $owner.Domain, $owner.User) -eq $name) {
-            return [ordered]@{ name = $name; session_id = [int]$process.SessionId }
-        }
-    }
-    return $null
-}
-
 $lock = Enter-SessionLock
 try {
     $record = Read-SessionRecord
@@ -89,10 +69,10 @@ finally {
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $deviceTime
     policy = Read-Policy
-    interactive_user = Get-InteractiveUser
+    interactive_user = Get-InteractiveUser $false
     session = $record
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 5

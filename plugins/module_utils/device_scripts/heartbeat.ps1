@@ -13,11 +13,10 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
+# library: device_layout
+# library: stamps
 # library: partial_files
 
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
 $day = 86400
 $nowUtc = [DateTime]::UtcNow
 $now = $nowUtc.ToString($stampFormat, $invariant)

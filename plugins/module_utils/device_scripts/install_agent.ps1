@@ -11,44 +11,13 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
+# library: device_layout
+# library: agent_checkin
+# library: stamps
+# library: script_folder
+# library: audit_event
+
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-$heartbeatTask = 'RemoteSupport-Heartbeat'
-$agentKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
-$eventSource = 'RemoteSupport.Windows'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
-
-function New-ScriptFolderAcl {
-    # SYSTEM runs these scripts, so only SYSTEM and Administrators may change them: nothing is inherited from
-    # C:\ProgramData, where any user may create files. The same ACL set_support_session.ps1 gives the folder.
-    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-    $acl.SetAccessRuleProtection($true, $false)
-    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
-    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    $propagate = [System.Security.AccessControl.PropagationFlags]::None
-    $grants = @(
-        @('S-1-5-18', 'FullControl'),
-        @('S-1-5-32-544', 'FullControl'),
-        @('S-1-5-32-545', 'ReadAndExecute')
-    )
-    foreach ($grant in $grants) {
-        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
-        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
-        $acl.AddAccessRule($rule)
-    }
-    return $acl
-}
-
-function Lock-ScriptFolder {
-    $root = Split-Path -Path $scriptFolder -Parent
-    foreach ($folder in @($root, $scriptFolder)) {
-        if (-not (Test-Path -LiteralPath $folder)) {
-            New-Item -ItemType Directory -Path $folder | Out-Null
-        }
-        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
-    }
-}
 
 function Install-ScriptFile([string]$Name, [string]$Text) {
     if ($Name -notmatch '^[a-z][a-z0-9_]*$') {
@@ -87,13 +56,6 @@ function Register-HeartbeatTask([int]$IntervalSeconds) {
     Start-ScheduledTask -TaskName $heartbeatTask -TaskPath '\'
 }
 
-function Write-Audit($Audit) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
-}
-
 $interval = [int]$InputObject.heartbeat_interval_seconds
 if ($interval -lt 60 -or $interval -gt 3600) {
     throw ('heartbeat_interval_seconds must be 60 to 3600, not {0}.' -f $interval)
@@ -113,17 +75,10 @@ if ([bool]$InputObject.heartbeat_task) {
     $registered = $true
 }
 if ($null -ne $InputObject.audit) {
-    Write-Audit $InputObject.audit
+    Write-Audit ([int]$InputObject.audit.event_id) ([string]$InputObject.audit.entry_type) ([string]$InputObject.audit.message)
 }
 
-$lastCheckIn = $null
-if (Test-Path -LiteralPath $agentKey) {
-    # GetValue answers $null for a missing value; a missing property read would stop the script under StrictMode.
-    $value = (Get-Item -LiteralPath $agentKey).GetValue('LastCheckIn')
-    if ($value) {
-        $lastCheckIn = [string]$value
-    }
-}
+$lastCheckIn = Read-LastCheckIn
 
 $result = [ordered]@{
     script_version = 1

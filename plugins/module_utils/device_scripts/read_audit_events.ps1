@@ -12,7 +12,7 @@ Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
 $logName = 'Application'
-$eventSource = 'RemoteSupport.Windows'
+# library: device_layout
 
 # library: stamps
 

@@ -10,11 +10,10 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
-$shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
-$eventSource = 'RemoteSupport.Windows'
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+# library: device_layout
+# library: stamps
+# library: audit_event
+
 # The policy values this script may write, and the one kind each is kept as (docs/support-policy.md).
 $valueKinds = @{
     ConfirmationRequired = 'DWord'
@@ -69,13 +68,6 @@ function Write-PolicyValue([string]$Path, [string]$Name, [string]$Kind, $Data) {
     }
 }
 
-function Write-Audit($Audit) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message ([string]$Audit.message)
-}
-
 Assert-Input $InputObject
 $entries = @($InputObject.values)
 $writes = $entries.Count
@@ -92,26 +84,16 @@ if ($writes -gt 0) {
     $now = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     Write-PolicyValue $policyKey 'ChangedBy' 'String' ([string]$InputObject.changed_by)
     Write-PolicyValue $policyKey 'ChangedAt' 'String' $now
-    Write-Audit $InputObject.audit
+    Write-Audit ([int]$InputObject.audit.event_id) ([string]$InputObject.audit.entry_type) ([string]$InputObject.audit.message)
 }
 
-$policyValues = Read-KeyValues $policyKey
-$shadow = $null
-$shadowValues = Read-KeyValues $shadowKey
-if ($null -ne $shadowValues -and $shadowValues.Contains('Shadow')) {
-    $shadow = $shadowValues['Shadow']
-}
-$values = [ordered]@{}
-if ($null -ne $policyValues) {
-    $values = $policyValues
-}
-
+$stored = Read-StoredPolicy
 $result = [ordered]@{
     script_version = 1
     device_time = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
     written = $writes
-    policy_key_exists = ($null -ne $policyValues)
-    values = $values
-    shadow = $shadow
+    policy_key_exists = $stored.policy_key_exists
+    values = $stored.values
+    shadow = $stored.shadow
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 6

@@ -1,5 +1,5 @@
 # device-script: set_support_session
-# version: 1
+# version: 2
 # contract: set_support_session.contract.json
 # Compare-and-set of the support-session record: writes `session` only when the stored record is still version
 # `expected_version` (0: no record yet), then arms or withdraws the device-side tasks (the consent route, the
@@ -17,22 +17,12 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-# Written by this script (administrators and SYSTEM only; users may read): which session the prompt is for, whom
-# it asks, the user's SID and the deadline.
-$consentRequestKey = 'HKLM:\SOFTWARE\RemoteSupport\ConsentRequest'
-# The only key the prompted user may write: their answer. Recreated for every request, with that user's grant.
-$consentKey = 'HKLM:\SOFTWARE\RemoteSupport\Consent'
-# Remote control ends itself through this task (stop_remote_control.ps1, which undoes what it changed): it ends the
-# grant once the session is no longer the authorized one it was given for.
-$endRemoteControlTask = 'RemoteSupport-EndRemoteControl'
+# library: device_layout
+# library: interactive_user
+# library: script_folder
+# library: audit_event
 
-$eventSource = 'RemoteSupport.Windows'
-$consentAnsweredEventId = 1010
-$promptTask = 'RemoteSupport-ConsentPrompt'
-$applyConsentTask = 'RemoteSupport-ApplyConsent'
-$expireTask = 'RemoteSupport-ExpireSession'
 $taskScriptNames = @('consent_prompt', 'apply_consent', 'expire_session')
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
 
 $states = @('pending_confirmation', 'authorized', 'denied', 'timed_out', 'expired', 'deauthorized')
@@ -117,57 +107,11 @@ function Assert-Input($Request) {
     }
 }
 
-# --- who is at the console ------------------------------------------------------------------------------------------
-function Get-InteractiveUser {
-    # The console user (Win32_ComputerSystem.UserName) and, from their shell's process, their session and SID. The
-    # SID comes from the process token, so it is known even when no domain controller answers.
-    $name = [string](Get-CimInstance -ClassName Win32_ComputerSystem).UserName
-    if (-not $name) {
-        return $null
-    }
-    foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'explorer.exe'")) {
-        $owner = Invoke-CimMethod -InputObject $process -MethodName GetOwner
-        if ($owner.ReturnValue -eq 0 -and ('{0}\{1}' -f $owner.Domain, $owner.User) -eq $name) {
-            $sid = Invoke-CimMethod -InputObject $process -MethodName GetOwnerSid
-            return [ordered]@{ name = $name; session_id = [int]$process.SessionId; sid = [string]$sid.Sid }
-        }
-    }
-    return $null
-}
-
 # --- the task scripts -----------------------------------------------------------------------------------------------
-function New-ScriptFolderAcl {
-    # SYSTEM runs these scripts, so only SYSTEM and Administrators may change them: nothing is inherited from
-    # C:\ProgramData, where any user may create files (a folder a user made first would otherwise stay theirs).
-    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-    $acl.SetAccessRuleProtection($true, $false)
-    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
-    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    $propagate = [System.Security.AccessControl.PropagationFlags]::None
-    $grants = @(
-        @('S-1-5-18', 'FullControl'),
-        @('S-1-5-32-544', 'FullControl'),
-        @('S-1-5-32-545', 'ReadAndExecute')
-    )
-    foreach ($grant in $grants) {
-        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
-        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
-        $acl.AddAccessRule($rule)
-    }
-    return $acl
-}
-
 function Install-TaskScripts($Texts) {
     # The controller carries the task scripts (input task_scripts), so a device always runs the version of the
     # consent route that the controller talking to it ships.
-    $root = Split-Path -Path $scriptFolder -Parent
-    foreach ($folder in @($root, $scriptFolder)) {
-        if (-not (Test-Path -LiteralPath $folder)) {
-            New-Item -ItemType Directory -Path $folder | Out-Null
-        }
-        # Fails (and with it this script, changing nothing else) when the folder cannot be made safe.
-        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
-    }
+    Lock-ScriptFolder
     # UTF-8 with a byte-order mark: Windows PowerShell 5.1 reads a script without one in the ANSI code page.
     $encoding = New-Object -TypeName System.Text.UTF8Encoding -ArgumentList $true
     foreach ($name in $taskScriptNames) {
@@ -219,11 +163,11 @@ function New-SystemPrincipal {
 function Register-ExpiryTask([DateTime]$ExpiresAt) {
     # StartWhenAvailable: a device that was off or asleep at expires_at lapses the grant as soon as it can.
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
-    Register-ScheduledTask -TaskName $expireTask -TaskPath '\' -Action (New-TaskScriptAction 'expire_session') -Trigger (New-OnceTrigger $ExpiresAt) -Principal (New-SystemPrincipal) -Settings $settings -Force | Out-Null
+    Register-ScheduledTask -TaskName $expireSessionTask -TaskPath '\' -Action (New-TaskScriptAction 'expire_session') -Trigger (New-OnceTrigger $ExpiresAt) -Principal (New-SystemPrincipal) -Settings $settings -Force | Out-Null
 }
 
 function Remove-ConsentRoute {
-    Remove-Task $promptTask
+    Remove-Task $consentPromptTask
     Remove-Task $applyConsentTask
     foreach ($key in @($consentKey, $consentRequestKey)) {
         if (Test-Path -LiteralPath $key) {
@@ -298,8 +242,8 @@ function Register-ConsentRoute($Session, $User, [string]$Account) {
     $seconds = [Math]::Max(60, [int]($deadline - [DateTime]::UtcNow).TotalSeconds + 60)
     $promptSettings = New-ScheduledTaskSettingsSet -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -Priority 4 -ExecutionTimeLimit (New-TimeSpan -Seconds $seconds)
     $promptPrincipal = New-ScheduledTaskPrincipal -UserId $User.name -LogonType Interactive -RunLevel Limited
-    Register-ScheduledTask -TaskName $promptTask -TaskPath '\' -Action (New-TaskScriptAction 'consent_prompt') -Principal $promptPrincipal -Settings $promptSettings -Force | Out-Null
-    Start-ScheduledTask -TaskName $promptTask -TaskPath '\'
+    Register-ScheduledTask -TaskName $consentPromptTask -TaskPath '\' -Action (New-TaskScriptAction 'consent_prompt') -Principal $promptPrincipal -Settings $promptSettings -Force | Out-Null
+    Start-ScheduledTask -TaskName $consentPromptTask -TaskPath '\'
 }
 
 function Stop-SessionActivities {
@@ -311,24 +255,11 @@ function Stop-SessionActivities {
 }
 
 # --- the audit trail ------------------------------------------------------------------------------------------------
-function Limit-EventMessage([string]$Message) {
-    # An event's message holds at most 31,839 characters; a longer one (a long reason) would fail the write.
-    if ($Message.Length -gt 31000) {
-        return $Message.Substring(0, 31000)
-    }
-    return $Message
-}
-
-function Write-Audit($Audit) {
-    # Registering a source needs an administrator, which this script runs as; the SYSTEM tasks and the prompt
-    # (a standard user may write to the Application log) then write under the same source.
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
+function Write-RequestAudit($Audit) {
     # The last line names the account that authenticated to the device, as Windows knows it (the audit reads it).
     $account = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
     $message = (Limit-EventMessage ([string]$Audit.message)) + "`r`nAuthenticated account: " + $account
-    Write-EventLog -LogName Application -Source $eventSource -EventId ([int]$Audit.event_id) -EntryType ([string]$Audit.entry_type) -Message $message
+    Write-Audit ([int]$Audit.event_id) ([string]$Audit.entry_type) $message
 }
 
 # --- the compare-and-set ----------------------------------------------------------------------------------------------
@@ -349,7 +280,7 @@ try {
         $refused = 'version_conflict'
     }
     elseif ([bool]$InputObject.consent_prompt) {
-        $user = Get-InteractiveUser
+        $user = Get-InteractiveUser $true
         if ($null -eq $user) {
             $refused = 'no_interactive_user'
         }
@@ -376,12 +307,12 @@ try {
                 Register-ExpiryTask (ConvertFrom-RecordStamp ([string]$session.expires_at) 'expires_at')
             }
             else {
-                Remove-Task $expireTask
+                Remove-Task $expireSessionTask
             }
             if ([bool]$InputObject.end_activities) {
                 Stop-SessionActivities
             }
-            Write-Audit $InputObject.audit
+            Write-RequestAudit $InputObject.audit
         }
         catch {
             # A pending request with no prompt, or a grant with no expiry, must not stay behind: put the record
@@ -399,7 +330,7 @@ finally {
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     applied = ($null -eq $refused)
     refused_reason = $refused
     device_time = $deviceTime

@@ -1,5 +1,5 @@
 # device-script: start_remote_control
-# version: 1
+# version: 2
 # contract: start_remote_control.contract.json
 # Grants one specialist's Windows account the right to shadow (Remote Desktop remote control of) the interactive
 # user's session, for the current support-session authorization only, and arranges that the device takes the right
@@ -18,9 +18,10 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-# The device's support policy (support_policy): RemoteControlMode control | view | none; control when absent.
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
+# library: device_layout
+# library: script_folder
+# library: audit_event
+
 $terminalServerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
 $listenerKey = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
 $shadowFirewallRule = 'RemoteDesktop-Shadow-In-TCP'
@@ -32,11 +33,7 @@ $shadowPermissionIndex = 4
 $guestAccessPreset = 0
 
 $taskScriptName = 'stop_remote_control'
-$scriptFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport\scripts'
 $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-
-$eventSource = 'RemoteSupport.Windows'
-$startedEventId = 1020
 
 # library: stamps
 
@@ -52,47 +49,20 @@ function Set-RegistryValue([string]$Path, [string]$Name, $Value, [string]$Type) 
     Set-ItemProperty -LiteralPath $Path -Name $Name -Value $Value -Type $Type
 }
 
-function Read-Grant {
-    if (-not (Test-Path -LiteralPath $grantKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $grantKey
-    if ($null -eq $key.GetValue('SessionId')) {
-        return $null
-    }
-    $grant = [ordered]@{}
-    foreach ($field in $grantValues.Keys) {
-        $value = $key.GetValue($grantValues[$field])
-        if ($null -eq $value) {
-            throw ('The remote-control grant under {0} has no {1} value. Run remote_control with state stopped to clear it.' -f $grantKey, $grantValues[$field])
-        }
-        if ($field -eq 'user_prompted') {
-            $grant[$field] = ([int]$value -ne 0)
-        }
-        elseif ($grantIntegerFields -contains $field) {
-            $grant[$field] = [int]$value
-        }
-        else {
-            $grant[$field] = [string]$value
-        }
-    }
-    return $grant
-}
-
 function Write-Grant($Grant) {
-    if (-not (Test-Path -LiteralPath $grantKey)) {
-        New-Item -Path $grantKey -Force | Out-Null
+    if (-not (Test-Path -LiteralPath $remoteControlKey)) {
+        New-Item -Path $remoteControlKey -Force | Out-Null
     }
     foreach ($field in $grantValues.Keys) {
         $name = $grantValues[$field]
         if ($field -eq 'user_prompted') {
-            Set-ItemProperty -LiteralPath $grantKey -Name $name -Value ([int][bool]$Grant[$field]) -Type DWord
+            Set-ItemProperty -LiteralPath $remoteControlKey -Name $name -Value ([int][bool]$Grant[$field]) -Type DWord
         }
         elseif ($grantIntegerFields -contains $field) {
-            Set-ItemProperty -LiteralPath $grantKey -Name $name -Value ([int]$Grant[$field]) -Type DWord
+            Set-ItemProperty -LiteralPath $remoteControlKey -Name $name -Value ([int]$Grant[$field]) -Type DWord
         }
         else {
-            Set-ItemProperty -LiteralPath $grantKey -Name $name -Value ([string]$Grant[$field]) -Type String
+            Set-ItemProperty -LiteralPath $remoteControlKey -Name $name -Value ([string]$Grant[$field]) -Type String
         }
     }
 }
@@ -360,21 +330,6 @@ function Get-AccountRefusal($Found) {
 }
 
 # --- the end task and its script ------------------------------------------------------------------------------------
-function New-ScriptFolderAcl {
-    # SYSTEM runs the task script, so only SYSTEM and Administrators may change it (as set_support_session sets it).
-    $acl = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
-    $acl.SetAccessRuleProtection($true, $false)
-    $acl.SetOwner((New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList 'S-1-5-32-544'))
-    $inherit = [System.Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
-    $propagate = [System.Security.AccessControl.PropagationFlags]::None
-    foreach ($grant in @(@('S-1-5-18', 'FullControl'), @('S-1-5-32-544', 'FullControl'), @('S-1-5-32-545', 'ReadAndExecute'))) {
-        $sid = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $grant[0]
-        $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $sid, $grant[1], $inherit, $propagate, 'Allow'
-        $acl.AddAccessRule($rule)
-    }
-    return $acl
-}
-
 function Install-TaskScript([string]$Text) {
     if ($Text -notmatch ('(?m)^# device-script: ' + $taskScriptName + '\s*$')) {
         throw ('task_scripts.{0} is not the {0} device script (its header does not name it).' -f $taskScriptName)
@@ -383,13 +338,7 @@ function Install-TaskScript([string]$Text) {
     if ((Test-Path -LiteralPath $path) -and ([System.IO.File]::ReadAllText($path) -eq $Text)) {
         return
     }
-    $root = Split-Path -Path $scriptFolder -Parent
-    foreach ($folder in @($root, $scriptFolder)) {
-        if (-not (Test-Path -LiteralPath $folder)) {
-            New-Item -ItemType Directory -Path $folder | Out-Null
-        }
-        Set-Acl -LiteralPath $folder -AclObject (New-ScriptFolderAcl)
-    }
+    Lock-ScriptFolder
     if (Test-Path -LiteralPath $path) {
         Remove-Item -LiteralPath $path -Force
     }
@@ -398,7 +347,7 @@ function Install-TaskScript([string]$Text) {
 }
 
 function Test-EndTask([string]$ExpiresAt) {
-    $task = Get-ScheduledTask -TaskName $endTask -TaskPath '\' -ErrorAction SilentlyContinue
+    $task = Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue
     if ($null -eq $task) {
         return $false
     }
@@ -427,15 +376,7 @@ function Register-EndTask([string]$ExpiresAt) {
     $principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest
     # StartWhenAvailable: a device that was off or asleep at expires_at takes the right back as soon as it can.
     $settings = New-ScheduledTaskSettingsSet -StartWhenAvailable -AllowStartIfOnBatteries -DontStopIfGoingOnBatteries -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5)
-    Register-ScheduledTask -TaskName $endTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
-}
-
-# --- the audit trail ------------------------------------------------------------------------------------------------
-function Write-Audit([string]$Message) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $startedEventId -EntryType Information -Message $Message
+    Register-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -Action $action -Trigger $trigger -Principal $principal -Settings $settings -Force | Out-Null
 }
 
 # --- the request ----------------------------------------------------------------------------------------------------
@@ -452,7 +393,7 @@ $promptUser = [bool]$request.prompt_user
 $requiredShadow = Get-ShadowPolicyValue ([string]$request.mode) $promptUser
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $null
     applied = $false
     changed = $false
@@ -570,7 +511,7 @@ try {
         }
     }
 
-    $current = Read-Grant
+    $current = Read-Grant $true
     $stale = $null
     if ($null -ne $current) {
         $currentExpires = ConvertFrom-Stamp $current.expires_at
@@ -588,7 +529,7 @@ try {
         $result.refused_reason = $refused
     }
     else {
-        $undoAccountAdded = [int](Get-RegistryValue $undoKey 'AccountAdded')
+        $undoAccountAdded = [int](Get-RegistryValue $remoteControlUndoKey 'AccountAdded')
         $grantedAt = $nowText
         $grantedBy = [string]$request.requested_by
         if ($null -ne $current) {
@@ -639,9 +580,9 @@ try {
             Install-TaskScript ([string]$request.task_scripts.stop_remote_control)
             if ($needsEntry) {
                 # Recorded first: an end that comes while this is half done still takes the entry back.
-                Set-RegistryValue $undoKey 'Account' $account 'String'
-                Set-RegistryValue $undoKey 'AccountSid' $sid 'String'
-                Set-RegistryValue $undoKey 'AccountAdded' 1 'DWord'
+                Set-RegistryValue $remoteControlUndoKey 'Account' $account 'String'
+                Set-RegistryValue $remoteControlUndoKey 'AccountSid' $sid 'String'
+                Set-RegistryValue $remoteControlUndoKey 'AccountAdded' 1 'DWord'
                 $setting = Get-CimInstance -Namespace $terminalServicesNamespace -ClassName Win32_TSPermissionsSetting -Filter "TerminalName = 'RDP-Tcp'"
                 $added = Invoke-CimMethod -InputObject $setting -MethodName AddAccount -Arguments @{ AccountName = $account; PermissionPreSet = [uint32]$guestAccessPreset }
                 if ($added.ReturnValue -ne 0) {
@@ -658,20 +599,20 @@ try {
             }
             elseif ($undoAccountAdded -ne 1) {
                 # The account had its own entry with Remote Control before: nothing of it is ours to take back.
-                Set-RegistryValue $undoKey 'AccountAdded' 0 'DWord'
+                Set-RegistryValue $remoteControlUndoKey 'AccountAdded' 0 'DWord'
             }
             if ($needsPolicy) {
-                if ([int](Get-RegistryValue $undoKey 'ShadowPolicyChanged') -ne 1) {
+                if ([int](Get-RegistryValue $remoteControlUndoKey 'ShadowPolicyChanged') -ne 1) {
                     # The value before the first change is what the end restores; a later mode change keeps it.
                     if ($null -eq $currentShadow) {
-                        Remove-ItemProperty -LiteralPath $undoKey -Name 'ShadowPolicyPrevious' -ErrorAction SilentlyContinue
+                        Remove-ItemProperty -LiteralPath $remoteControlUndoKey -Name 'ShadowPolicyPrevious' -ErrorAction SilentlyContinue
                     }
                     else {
-                        Set-RegistryValue $undoKey 'ShadowPolicyPrevious' $currentShadow 'DWord'
+                        Set-RegistryValue $remoteControlUndoKey 'ShadowPolicyPrevious' $currentShadow 'DWord'
                     }
-                    Set-RegistryValue $undoKey 'ShadowPolicyChanged' 1 'DWord'
+                    Set-RegistryValue $remoteControlUndoKey 'ShadowPolicyChanged' 1 'DWord'
                 }
-                Set-RegistryValue $undoKey 'ShadowPolicySetTo' $requiredShadow 'DWord'
+                Set-RegistryValue $remoteControlUndoKey 'ShadowPolicySetTo' $requiredShadow 'DWord'
                 Set-RegistryValue $terminalServicesPolicyKey 'Shadow' $requiredShadow 'DWord'
             }
             if ($needsGrant) {
@@ -686,7 +627,7 @@ try {
                     $prompt = 'the user is asked to allow each connection'
                 }
                 $message = 'Support session {0}: remote control ({1}) of the session of {2} (session {3}) granted to {4} by {5} at {6} until {7}; {8}.' -f $wanted.support_session_id, $wanted.mode, $wanted.user, $wanted.interactive_session_id, $account, ([string]$request.requested_by), $nowText, $wanted.expires_at, $prompt
-                Write-Audit $message
+                Write-Audit $remoteControlGrantedEventId 'Information' $message
             }
             $result.applied = $true
             $result.shadow_policy.current = $requiredShadow

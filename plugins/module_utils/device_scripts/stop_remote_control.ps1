@@ -1,5 +1,5 @@
 # device-script: stop_remote_control
-# version: 1
+# version: 2
 # contract: stop_remote_control.contract.json
 # Ends remote control: closes open shadow connections to the granted session, takes the specialist's account off the
 # RDP-Tcp listener and restores the Shadow policy value, each only as start_remote_control.ps1 changed it (recorded
@@ -16,48 +16,14 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-$eventSource = 'RemoteSupport.Windows'
-$stoppedEventId = 1021
-$endedByDeviceEventId = 1022
+# library: device_layout
+# library: audit_event
 
 # library: stamps
 
 # library: session_lock
 
 # library: remote_control_grant
-
-function Read-Grant {
-    # A grant missing a value (written by hand, or cut short) is still ended: what is there is reported.
-    if (-not (Test-Path -LiteralPath $grantKey)) {
-        return $null
-    }
-    $key = Get-Item -LiteralPath $grantKey
-    if ($null -eq $key.GetValue('SessionId')) {
-        return $null
-    }
-    $grant = [ordered]@{}
-    foreach ($field in $grantValues.Keys) {
-        $value = $key.GetValue($grantValues[$field])
-        if ($field -eq 'user_prompted') {
-            $grant[$field] = ([int]$value -ne 0)
-        }
-        elseif ($grantIntegerFields -contains $field) {
-            $grant[$field] = [int]$value
-        }
-        else {
-            $grant[$field] = [string]$value
-        }
-    }
-    return $grant
-}
-
-function Write-Audit([int]$EventId, [string]$Message) {
-    if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-        New-EventLog -LogName Application -Source $eventSource
-    }
-    Write-EventLog -LogName Application -Source $eventSource -EventId $EventId -EntryType Information -Message $Message
-}
 
 # --- what the caller asks -------------------------------------------------------------------------------------------
 $byTask = ($null -eq $InputObject)
@@ -74,7 +40,7 @@ if (-not $byTask) {
 }
 
 $result = [ordered]@{
-    script_version = 1
+    script_version = 2
     device_time = $null
     outcome = 'nothing_to_do'
     applied = $false
@@ -91,10 +57,10 @@ try {
     $nowText = Format-Stamp ([DateTime]::UtcNow)
     $now = ConvertFrom-Stamp $nowText
     $result.device_time = $nowText
-    $grant = Read-Grant
+    $grant = Read-Grant $false
     $result.grant = $grant
-    $hasUndo = Test-Path -LiteralPath $undoKey
-    $task = Get-ScheduledTask -TaskName $endTask -TaskPath '\' -ErrorAction SilentlyContinue
+    $hasUndo = Test-Path -LiteralPath $remoteControlUndoKey
+    $task = Get-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -ErrorAction SilentlyContinue
 
     $end = ($null -ne $grant) -or $hasUndo
     if ($byTask -and $end) {
@@ -144,7 +110,7 @@ try {
         }
         if (-not $byTask -and $null -ne $task) {
             # The task running this script (no input) stays registered; it has nothing left to do when it fires.
-            Unregister-ScheduledTask -TaskName $endTask -TaskPath '\' -Confirm:$false
+            Unregister-ScheduledTask -TaskName $endRemoteControlTask -TaskPath '\' -Confirm:$false
         }
         if ($end) {
             $what = 'a grant that was not recorded in full'
@@ -153,12 +119,12 @@ try {
                 $what = 'remote control ({0}) of the session of {1} (session {2}) by {3}' -f $grant.mode, $grant.user, $grant.interactive_session_id, $grant.account
                 $sessionId = $grant.support_session_id
             }
-            $eventId = $stoppedEventId
+            $eventId = $remoteControlStoppedEventId
             if ($byTask) {
-                $eventId = $endedByDeviceEventId
+                $eventId = $remoteControlEndedByDeviceEventId
             }
             $message = 'Support session {0}: {1} ended by {2} at {3} ({4}).' -f $sessionId, $what, $endedBy, $nowText, ($reason.Replace('_', ' '))
-            Write-Audit $eventId $message
+            Write-Audit $eventId 'Information' $message
         }
         $result.applied = $true
     }

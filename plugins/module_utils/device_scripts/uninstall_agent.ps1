@@ -14,16 +14,13 @@ param($InputObject)
 Set-StrictMode -Version 2.0
 $ErrorActionPreference = 'Stop'
 
+# library: device_layout
+# library: stamps
 # library: session_lock
 # library: session_record
 # library: partial_files
 
-$rootKey = 'HKLM:\SOFTWARE\RemoteSupport'
-$rootFolder = Join-Path -Path $env:ProgramData -ChildPath 'RemoteSupport'
-$eventSource = 'RemoteSupport.Windows'
-$taskNames = @('RemoteSupport-Heartbeat', 'RemoteSupport-ConsentPrompt', 'RemoteSupport-ApplyConsent', 'RemoteSupport-ExpireSession', 'RemoteSupport-EndRemoteControl')
-$stampFormat = 'yyyy-MM-ddTHH:mm:ssZ'
-$invariant = [System.Globalization.CultureInfo]::InvariantCulture
+$taskNames = @($heartbeatTask, $consentPromptTask, $applyConsentTask, $expireSessionTask, $endRemoteControlTask)
 
 function Get-Blocker($Record) {
     # What keeps the agent in use, as {reason, message}; $null when nothing does.

@@ -55,6 +55,11 @@ def device_scripts_dir() -> pathlib.Path | None:
     configured = os.environ.get(DEVICE_SCRIPTS_ENV)
     if configured:
         return pathlib.Path(configured)
+    return collection_scripts_dir()
+
+
+def collection_scripts_dir() -> pathlib.Path | None:
+    """plugins/module_utils/device_scripts of the repository holding this package."""
     for parent in pathlib.Path(__file__).resolve().parents:
         candidate = parent / "plugins" / "module_utils" / "device_scripts"
         if candidate.is_dir():

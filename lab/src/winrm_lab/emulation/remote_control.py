@@ -21,8 +21,8 @@ from ..tasks import ScheduledTask, TimeTrigger
 from . import session
 from .scripts import DeviceScriptError
 
-GRANT_KEY = r"HKLM:\SOFTWARE\RemoteSupport\RemoteControl"
-UNDO_KEY = r"HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo"
+GRANT_KEY = session.layout.REGISTRY["remote_control"]
+UNDO_KEY = session.layout.REGISTRY["remote_control_undo"]
 END_TASK = session.END_REMOTE_CONTROL_TASK
 TASK_SCRIPT = "stop_remote_control"
 

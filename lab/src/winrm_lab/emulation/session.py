@@ -24,23 +24,24 @@ import unicodedata
 
 from ..device import Device
 from ..tasks import EventTrigger, ScheduledTask, TimeTrigger
+from . import layout
 from .scripts import DeviceScriptError
 
-SESSION_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Session"
-POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
-CONSENT_REQUEST_KEY = r"HKLM:\SOFTWARE\RemoteSupport\ConsentRequest"
-CONSENT_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Consent"
+SESSION_KEY = layout.REGISTRY["session"]
+POLICY_KEY = layout.REGISTRY["policy"]
+CONSENT_REQUEST_KEY = layout.REGISTRY["consent_request"]
+CONSENT_KEY = layout.REGISTRY["consent"]
 
-EVENT_SOURCE = "RemoteSupport.Windows"
+EVENT_SOURCE = layout.EVENT_SOURCE
 TIMER = "timer"
 
-PROMPT_TASK = "RemoteSupport-ConsentPrompt"
-APPLY_CONSENT_TASK = "RemoteSupport-ApplyConsent"
-EXPIRE_TASK = "RemoteSupport-ExpireSession"
+PROMPT_TASK = layout.TASKS["consent_prompt"]
+APPLY_CONSENT_TASK = layout.TASKS["apply_consent"]
+EXPIRE_TASK = layout.TASKS["expire_session"]
 # Remote control ends itself through this task (stop_remote_control) once the session is no longer authorized.
-END_REMOTE_CONTROL_TASK = "RemoteSupport-EndRemoteControl"
+END_REMOTE_CONTROL_TASK = layout.TASKS["end_remote_control"]
 TASK_SCRIPT_NAMES = ("consent_prompt", "apply_consent", "expire_session")
-SCRIPTS_FOLDER = r"C:\ProgramData\RemoteSupport\scripts"
+SCRIPTS_FOLDER = layout.SCRIPTS_FOLDER
 POWERSHELL = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 
 DEFAULT_POLICY = {"confirmation_required": True, "confirmation_timeout_seconds": 300, "session_ttl_seconds": 3600}
@@ -123,7 +124,7 @@ def consent_deadline(record: t.Mapping[str, t.Any]) -> datetime.datetime:
     return requested_at + timeout
 
 
-# Audit events: the ids each device-side script writes are in its contract ("audit_events") -------------------------
+# Audit events: each device-side script's contract names the events it writes ("audit_events"), the layout their ids --
 def audit_events(script_name: str) -> dict[str, int]:
     from .powershell import _read_text, device_scripts_dir
 
@@ -131,7 +132,7 @@ def audit_events(script_name: str) -> dict[str, int]:
     text = _read_text(directory / f"{script_name}.contract.json") if directory else None
     if text is None:
         raise DeviceScriptError(f"the lab cannot find {script_name}.contract.json")
-    return dict(json.loads(text).get("audit_events", {}))
+    return {what: layout.event_id(name) for what, name in json.loads(text).get("audit_events", {}).items()}
 
 
 def audit_message(record: dict[str, t.Any], what: str, who: str, when: str) -> str:

@@ -20,13 +20,14 @@ import pathlib
 import re
 
 from ..device import AGENT_REGISTRY_KEY, Device, HeartbeatTask
+from . import layout
 from .scripts import DeviceScriptError
 
 SYSTEM_ROOT = r"C:\Windows"
-SCRIPTS_FOLDER = r"C:\ProgramData\RemoteSupport\scripts"
+SCRIPTS_FOLDER = layout.SCRIPTS_FOLDER
 POWERSHELL = SYSTEM_ROOT + r"\System32\WindowsPowerShell\v1.0\powershell.exe"
-HEARTBEAT_TASK = "RemoteSupport-Heartbeat"
-EVENT_SOURCE = "RemoteSupport.Windows"
+HEARTBEAT_TASK = layout.TASKS["heartbeat"]
+EVENT_SOURCE = layout.EVENT_SOURCE
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -123,15 +124,14 @@ def last_checkin(device: Device) -> str | None:
 
 
 # Transfer temporary files and the uninstall (library partial_files, heartbeat.ps1 v2, uninstall_agent.ps1) ---------
-TRANSFERS_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Transfers"
+TRANSFERS_KEY = layout.REGISTRY["transfers"]
 TRANSFER_FOLDERS_VALUE = "TransferFolders"
 CLEANED_AT_VALUE = "PartialFilesCleanedAt"
 TRANSFER_FOLDERS_KEPT = 256
 PARTIAL_NAME = re.compile(r"^~rs-[A-Za-z0-9_-]{1,64}\.partial$")
 DAY_SECONDS = 86400
-ROOT_FOLDER = r"C:\ProgramData\RemoteSupport"
-TASK_NAMES = (HEARTBEAT_TASK, "RemoteSupport-ConsentPrompt", "RemoteSupport-ApplyConsent",
-              "RemoteSupport-ExpireSession", "RemoteSupport-EndRemoteControl")
+ROOT_FOLDER = layout.ROOT_FOLDER
+TASK_NAMES = tuple(layout.TASKS.values())
 
 
 def read_transfer_folders(device: Device) -> list[str]:

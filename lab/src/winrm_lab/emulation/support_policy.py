@@ -16,11 +16,12 @@ import base64
 import typing as t
 
 from ..device import Device
+from . import layout
 from .scripts import DeviceScriptError
 
-POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
+POLICY_KEY = layout.REGISTRY["policy"]
 SHADOW_KEY = r"HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services"
-EVENT_SOURCE = "RemoteSupport.Windows"
+EVENT_SOURCE = layout.EVENT_SOURCE
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # The values set_support_policy.ps1 may write, and the kind it writes each as.

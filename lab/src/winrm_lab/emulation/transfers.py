@@ -28,16 +28,16 @@ import typing as t
 from .. import drives
 from ..device import Device
 from ..process import ProcessIO
-from . import session
+from . import layout, session
 from .scripts import DeviceScriptError
 
-TRANSFERS_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Transfers"
-POLICY_KEY = r"HKLM:\SOFTWARE\RemoteSupport\Policy"
+TRANSFERS_KEY = layout.REGISTRY["transfers"]
+POLICY_KEY = layout.REGISTRY["policy"]
 ALLOWED_ROOTS_VALUE = "FileTransferAllowedRoots"
 MAX_SIZE_VALUE = "FileTransferMaxSizeBytes"
 DEFAULT_ALLOWED_ROOTS = ("C:\\Users",)
 DEFAULT_MAX_SIZE_BYTES = 4 * 1024**3
-AUDIT_EVENTS = {"completed": 1030, "stopped": 1031, "failed": 1032}
+AUDIT_EVENTS = layout.events("transfer")
 ENTRY_TYPES = {"completed": "Information", "stopped": "Warning", "failed": "Error"}
 
 PATH_TOO_LONG = ("The specified path, file name, or both are too long. The fully qualified file name must be less "

@@ -5,17 +5,16 @@
 # files untouched for a day; uninstall_agent.ps1 removes them all. Nothing walks a folder tree: the default transfer
 # root is C:\Users, and a walk over it as SYSTEM would be slow and would meet the links users can make.
 
-$transferFoldersKey = 'HKLM:\SOFTWARE\RemoteSupport\Agent'
 $transferFoldersValue = 'TransferFolders'
 $partialPattern = '^~rs-[A-Za-z0-9_-]{1,64}\.partial$'
 # The most folders kept; the oldest noted go first.
 $transferFoldersKept = 256
 
 function Read-TransferFolders {
-    if (-not (Test-Path -LiteralPath $transferFoldersKey)) {
+    if (-not (Test-Path -LiteralPath $agentKey)) {
         return @()
     }
-    $value = (Get-Item -LiteralPath $transferFoldersKey).GetValue($transferFoldersValue)
+    $value = (Get-Item -LiteralPath $agentKey).GetValue($transferFoldersValue)
     if ($null -eq $value) {
         return @()
     }
@@ -23,10 +22,10 @@ function Read-TransferFolders {
 }
 
 function Save-TransferFolders([string[]]$Folders) {
-    if (-not (Test-Path -LiteralPath $transferFoldersKey)) {
-        New-Item -Path $transferFoldersKey -Force | Out-Null
+    if (-not (Test-Path -LiteralPath $agentKey)) {
+        New-Item -Path $agentKey -Force | Out-Null
     }
-    Set-ItemProperty -LiteralPath $transferFoldersKey -Name $transferFoldersValue -Value ([string[]]$Folders) -Type MultiString
+    Set-ItemProperty -LiteralPath $agentKey -Name $transferFoldersValue -Value ([string[]]$Folders) -Type MultiString
 }
 
 function Add-RunningTransferFolders {
@@ -35,7 +34,7 @@ function Add-RunningTransferFolders {
     foreach ($folder in @(Read-TransferFolders)) {
         [void]$folders.Add($folder)
     }
-    $transfers = 'HKLM:\SOFTWARE\RemoteSupport\Transfers'
+    $transfers = $transfersKey
     if (Test-Path -LiteralPath $transfers) {
         foreach ($entry in @(Get-ChildItem -LiteralPath $transfers)) {
             $path = [string]$entry.GetValue('Path', '')

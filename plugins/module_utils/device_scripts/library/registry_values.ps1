@@ -2,6 +2,9 @@
 # Registry values as JSON can carry them, kind and data: what the policy scripts report of the policy key and the
 # Shadow value (get_support_policy.ps1, and set_support_policy.ps1 after it wrote).
 
+# Remote Desktop's own policy key, where the shadow policy (value Shadow) lives.
+$shadowKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
+
 function ConvertTo-ValueRecord($Key, [string]$Name) {
     # Kind and data of one value, as JSON can carry them. REG_EXPAND_SZ is read unexpanded (what is stored), a
     # REG_DWORD as the unsigned number regedit shows, binary data as base64.
@@ -40,4 +43,19 @@ function Read-KeyValues([string]$Path) {
         }
     }
     return $values
+}
+
+function Read-StoredPolicy {
+    # The policy as stored: whether its key exists, its values with their kinds, and the shadow policy value.
+    $policyValues = Read-KeyValues $policyKey
+    $shadow = $null
+    $shadowValues = Read-KeyValues $shadowKey
+    if ($null -ne $shadowValues -and $shadowValues.Contains('Shadow')) {
+        $shadow = $shadowValues['Shadow']
+    }
+    $values = [ordered]@{}
+    if ($null -ne $policyValues) {
+        $values = $policyValues
+    }
+    return [ordered]@{ policy_key_exists = ($null -ne $policyValues); values = $values; shadow = $shadow }
 }

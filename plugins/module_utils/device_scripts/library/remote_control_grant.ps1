@@ -4,11 +4,8 @@
 # HKLM:\SOFTWARE\RemoteSupport\RemoteControl; everything start_remote_control changed on the way is recorded first
 # under RemoteControlUndo, so Remove-Grant undoes exactly that and no more. Callers hold the session lock.
 
-$grantKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControl'
-$undoKey = 'HKLM:\SOFTWARE\RemoteSupport\RemoteControlUndo'
 $terminalServicesPolicyKey = 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services'
 $terminalServicesNamespace = 'root\cimv2\TerminalServices'
-$endTask = 'RemoteSupport-EndRemoteControl'
 
 # Grant field -> registry value under the RemoteControl key.
 $grantValues = [ordered]@{
@@ -31,6 +28,35 @@ function Get-RegistryValue([string]$Path, [string]$Name) {
         return $null
     }
     return (Get-Item -LiteralPath $Path).GetValue($Name)
+}
+
+function Read-Grant([bool]$Complete) {
+    # $null when there is no grant. $Complete: every value must be there, for a grant to build on; otherwise a grant
+    # missing a value (written by hand, or cut short) is still read, to be ended: what is there is reported.
+    if (-not (Test-Path -LiteralPath $remoteControlKey)) {
+        return $null
+    }
+    $key = Get-Item -LiteralPath $remoteControlKey
+    if ($null -eq $key.GetValue('SessionId')) {
+        return $null
+    }
+    $grant = [ordered]@{}
+    foreach ($field in $grantValues.Keys) {
+        $value = $key.GetValue($grantValues[$field])
+        if ($Complete -and $null -eq $value) {
+            throw ('The remote-control grant under {0} has no {1} value. Run remote_control with state stopped to clear it.' -f $remoteControlKey, $grantValues[$field])
+        }
+        if ($field -eq 'user_prompted') {
+            $grant[$field] = ([int]$value -ne 0)
+        }
+        elseif ($grantIntegerFields -contains $field) {
+            $grant[$field] = [int]$value
+        }
+        else {
+            $grant[$field] = [string]$value
+        }
+    }
+    return $grant
 }
 
 function Find-ListenerEntry([string]$Sid) {
@@ -56,8 +82,8 @@ function Remove-Grant($Grant) {
             }
         }
     }
-    if (Test-Path -LiteralPath $undoKey) {
-        $undo = Get-Item -LiteralPath $undoKey
+    if (Test-Path -LiteralPath $remoteControlUndoKey) {
+        $undo = Get-Item -LiteralPath $remoteControlUndoKey
         if ([int]$undo.GetValue('AccountAdded', 0) -eq 1) {
             $entry = Find-ListenerEntry ([string]$undo.GetValue('AccountSid'))
             if ($null -ne $entry) {
@@ -79,10 +105,10 @@ function Remove-Grant($Grant) {
                 $done.shadow_policy_restored = $true
             }
         }
-        Remove-Item -LiteralPath $undoKey -Recurse -Force
+        Remove-Item -LiteralPath $remoteControlUndoKey -Recurse -Force
     }
-    if (Test-Path -LiteralPath $grantKey) {
-        Remove-Item -LiteralPath $grantKey -Recurse -Force
+    if (Test-Path -LiteralPath $remoteControlKey) {
+        Remove-Item -LiteralPath $remoteControlKey -Recurse -Force
     }
     return $done
 }

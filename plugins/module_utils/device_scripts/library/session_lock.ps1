@@ -14,7 +14,7 @@ function Enter-SessionLock {
         $security.AddAccessRule((New-Object -TypeName System.Security.AccessControl.MutexAccessRule -ArgumentList $identity, 'FullControl', 'Allow'))
     }
     $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($false, 'Global\RemoteSupport.Session', [ref]$createdNew, $security)
+    $mutex = [System.Threading.Mutex]::new($false, $sessionMutex, [ref]$createdNew, $security)
     try {
         if (-not $mutex.WaitOne(30000)) {
             $mutex.Dispose()

@@ -3,8 +3,6 @@
 # and the two ways to use it: Read-SessionRecord ($null when there is none) and Write-SessionRecord. Callers hold
 # the session lock (library session_lock) around a read they act on and around every write.
 
-$sessionKey = 'HKLM:\SOFTWARE\RemoteSupport\Session'
-
 # Record field -> registry value under the Session key (the fields of session_state.SessionRecord). Text is REG_SZ;
 # numbers and the flag are REG_DWORD; a field that is null has no value at all.
 $recordValues = [ordered]@{

@@ -5,7 +5,6 @@
 # namespace, alternate data stream or reserved name in its text, no junction, symbolic link or mount point among its
 # existing components, and the final path of the handle actually opened under an allowed root (docs/file-transfer.md).
 
-$policyKey = 'HKLM:\SOFTWARE\RemoteSupport\Policy'
 # The policy's defaults (plugins/module_utils/support_policy.py is the one place that names them).
 $defaultAllowedRoots = @('C:\Users')
 $defaultMaxSizeBytes = [long]4294967296
@@ -175,6 +174,31 @@ function Assert-PathForm([string]$Path) {
         if ($reservedNames -contains $name) {
             throw (New-Refusal 'reserved_name' ("'{0}' contains '{1}', a name Windows reserves for a device (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9), whatever its extension: it can never be a file." -f $Path, $part))
         }
+    }
+}
+
+function Assert-PathAllowed([string]$Path, $Policy) {
+    # Before anything is read: a file outside the allowed folders, or behind a link, is not even looked at.
+    if (-not (Test-UnderRoot $Path $Policy.allowed_roots)) {
+        throw (New-Refusal 'path_not_allowed' ("'{0}' is outside the folders this device allows file transfers in (policy FileTransferAllowedRoots: {1})." -f $Path, (@($Policy.allowed_roots) -join '; ')))
+    }
+    Assert-NoReparsePoint $Path $Policy.allowed_roots
+}
+
+function Resolve-TransferPath($Result) {
+    # The request's path (Result.path) made full and checked before anything is read; Result.path is the full path
+    # from here on, also in a refusal. Returns the policy it was checked against.
+    Assert-PathForm ([string]$Result.path)
+    $path = [System.IO.Path]::GetFullPath([string]$Result.path)
+    $Result.path = $path
+    $policy = Read-TransferPolicy
+    Assert-PathAllowed $path $policy
+    return $policy
+}
+
+function Assert-SizeAllowed([long]$Size, $Policy) {
+    if ($Size -gt $Policy.max_size_bytes) {
+        throw (New-Refusal 'too_large' ('The file is {0} bytes; this device allows at most {1} bytes per transfer (policy FileTransferMaxSizeBytes).' -f $Size, $Policy.max_size_bytes))
     }
 }
 

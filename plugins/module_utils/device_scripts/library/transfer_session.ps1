@@ -4,11 +4,8 @@
 # chunk, the audit entry, and the stdin/stdout framing around the file's bytes. A script that takes it takes the
 # libraries session_lock, session_record and transfer_policy too (libraries do not take one another).
 
-# Each transfer registers under this key; deauthorizing and expiry remove what is there.
-$transfersKey = 'HKLM:\SOFTWARE\RemoteSupport\Transfers'
-# Application event log, source RemoteSupport.Windows (support-policy.md lists every range).
-$eventSource = 'RemoteSupport.Windows'
-$auditEvents = @{ completed = 1030; stopped = 1031; failed = 1032 }
+# Each transfer registers under $transfersKey; deauthorizing and expiry remove what is there.
+$auditEvents = @{ completed = $transferCompletedEventId; stopped = $transferStoppedEventId; failed = $transferFailedEventId }
 
 function Get-SessionStop([string]$SessionId, [string]$TransferKey) {
     # $null while the session allows this transfer; otherwise what stopped it and the session record as it is now.
@@ -99,7 +96,7 @@ function Unregister-Transfer([string]$TransferKey) {
     }
 }
 
-function Write-Audit([string]$Outcome, [string]$Message) {
+function Write-TransferAudit([string]$Outcome, [string]$Message) {
     # Returns the event id written, or $null: a full or broken event log must not turn a finished transfer into an
     # error.
     $entryType = 'Information'
@@ -110,10 +107,7 @@ function Write-Audit([string]$Outcome, [string]$Message) {
         $entryType = 'Error'
     }
     try {
-        if (-not [System.Diagnostics.EventLog]::SourceExists($eventSource)) {
-            New-EventLog -LogName Application -Source $eventSource
-        }
-        Write-EventLog -LogName Application -Source $eventSource -EventId $auditEvents[$Outcome] -EntryType $entryType -Message $Message
+        Write-Audit $auditEvents[$Outcome] $entryType $Message
         return $auditEvents[$Outcome]
     }
     catch {

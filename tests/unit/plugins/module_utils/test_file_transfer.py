@@ -116,13 +116,13 @@ class FakeDevice:
                 "device_time": format_utc(self.now), "script_version": 1}
 
     def get_support_session(self, _input):
-        return {"script_version": 1, "device_time": format_utc(self.now),
+        return {"script_version": 2, "device_time": format_utc(self.now),
                 "policy": {"confirmation_required": False, "confirmation_timeout_seconds": 300,
                            "session_ttl_seconds": 3600, "source": "device"},
                 "interactive_user": {"name": "CONTOSO\\ana", "session_id": 1}, "session": self.record}
 
     def file_transfer_prepare(self, request):
-        result = {"script_version": 1, "device_time": format_utc(self.now), "max_envelope_size_kb": self.envelope_kb,
+        result = {"script_version": 2, "device_time": format_utc(self.now), "max_envelope_size_kb": self.envelope_kb,
                   "policy": self.policy, "path": None, "file": None, "parent_exists": False, "partial": None,
                   "free_space_bytes": None, "refusal": None}
         try:
@@ -236,7 +236,7 @@ class FakeStream:
         self.received_file_bytes = 0
         self.ended = False
         self.state = "start"
-        self.result = {"kind": "result", "script_version": 1, "device_time": None, "outcome": "failed",
+        self.result = {"kind": "result", "script_version": 2, "device_time": None, "outcome": "failed",
                        "path": request["path"], "offset": None, "error": None, "session": None, "audit_event_id": None}
         if name == "file_transfer_send":
             self.result.update(size=request["size"], bytes_written=0, sha256=None, replaced=False)

@@ -120,7 +120,7 @@ class FakeDevice:
 
     def get_support_session(self, _input):
         console = next((s for s in self.sessions if s["console"]), None)
-        return {"script_version": 1, "device_time": format_utc(self.now), "policy": self.policy,
+        return {"script_version": 2, "device_time": format_utc(self.now), "policy": self.policy,
                 "interactive_user": None if console is None else {"name": console["user"], "session_id": 1},
                 "session": self.record}
 
@@ -134,7 +134,7 @@ class FakeDevice:
             self.before_start()
             self.before_start = None
         required = shadow_value(request["mode"], request["prompt_user"])
-        answer = {"script_version": 1, "device_time": format_utc(self.now), "applied": False, "changed": False,
+        answer = {"script_version": 2, "device_time": format_utc(self.now), "applied": False, "changed": False,
                   "refused_reason": None, "session_state": None, "remote_control_mode": self.policy_mode,
                   "remote_desktop": self.remote_desktop(),
                   "interactive_user": None, "shadow_policy": {"current": self.shadow_policy, "required": required},
@@ -217,7 +217,7 @@ class FakeDevice:
         return answer
 
     def stop_remote_control(self, request):
-        answer = {"script_version": 1, "device_time": format_utc(self.now), "outcome": "nothing_to_do",
+        answer = {"script_version": 2, "device_time": format_utc(self.now), "outcome": "nothing_to_do",
                   "applied": False, "changed": False, "reason": None, "grant": self.grant,
                   "shadow_connections_ended": 0, "listener_entry_removed": False, "shadow_policy_restored": False}
         if self.grant is None and self.undo is None:

@@ -177,7 +177,8 @@ def test_a_newer_collection_upgrades_only_what_it_changed(monkeypatch):
                                  f"{scripts['expire_session'].version})"]
     assert list(device.installs[0]["files"]) == ["expire_session"]
     assert device.installs[0]["heartbeat_task"] is False
-    assert result["diff"]["before"]["expire_session"] == 1 and result["diff"]["after"]["expire_session"] == 2
+    assert result["diff"]["before"]["expire_session"] == scripts["expire_session"].version - 1
+    assert result["diff"]["after"]["expire_session"] == scripts["expire_session"].version
     monkeypatch.setattr(sa, "shipped", lambda: scripts)
     assert run(device)["changed"] is False
 

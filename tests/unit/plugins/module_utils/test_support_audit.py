@@ -39,7 +39,8 @@ def test_the_session_ids_are_the_controllers():
 def test_the_other_ids_are_the_writers():
     """The ids the reader knows are the ones each device script declares in its contract, and the modules write."""
     def declared(name):
-        return device_script.load(name).contract["audit_events"]
+        return {what: device_script.event_id(event)
+                for what, event in device_script.load(name).contract["audit_events"].items()}
 
     assert declared("consent_prompt") == {"consent_answered": support_audit.CONSENT_ANSWERED}
     assert declared("start_remote_control") == {"started": support_audit.REMOTE_CONTROL_GRANTED}

@@ -85,7 +85,7 @@ class FakeDevice:
         if waiting and self.answer and self.reads > 1:
             change = sm.accept if self.answer == "accept" else sm.deny
             self.record = change(record, self.now, confirmed_by=self.user).to_dict()
-        return {"script_version": 1, "device_time": format_utc(self.now), "policy": self.policy,
+        return {"script_version": 2, "device_time": format_utc(self.now), "policy": self.policy,
                 "interactive_user": None if self.user is None else {"name": self.user, "session_id": 1},
                 "session": self.record}
 
@@ -102,7 +102,7 @@ class FakeDevice:
         if refused is None:
             self.record = payload["session"]
             self.writes.append(payload)
-        return {"script_version": 1, "applied": refused is None, "refused_reason": refused,
+        return {"script_version": 2, "applied": refused is None, "refused_reason": refused,
                 "device_time": format_utc(self.now), "session": self.record}
 
 

@@ -8,7 +8,7 @@ import typing as t
 from ...device import Device
 from .. import session
 
-VERSION = 1
+VERSION = 2
 
 
 def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:

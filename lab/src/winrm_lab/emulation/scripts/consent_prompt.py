@@ -16,7 +16,7 @@ from ...device import Device, PromptShown
 from .. import session
 from . import DeviceScriptError
 
-VERSION = 1
+VERSION = 2
 
 TITLE = "Remote support request"
 PROMPTS_KEPT = 50  # the lab keeps the most recent prompts of each device

@@ -10,7 +10,7 @@ from ...device import Device
 from .. import session, transfers
 from ..transfers import Refusal
 
-VERSION = 1
+VERSION = 2
 
 
 def _file_state(device: Device, policy: dict[str, t.Any], path: str, hash_if_size: int | None) -> dict[str, t.Any]:

@@ -14,7 +14,7 @@ from ...process import ProcessIO
 from .. import session, transfers
 from ..transfers import Refusal
 
-VERSION = 1
+VERSION = 2
 
 
 def _read_frame(handle: t.BinaryIO, digest: t.Any, count: int) -> bytes:

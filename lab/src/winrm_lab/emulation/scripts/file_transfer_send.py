@@ -17,7 +17,7 @@ from ...process import ProcessIO
 from .. import session, transfers
 from ..transfers import Refusal
 
-VERSION = 1
+VERSION = 2
 
 
 def _write(handle: t.BinaryIO, digest: t.Any, data: bytes) -> None:

@@ -9,7 +9,7 @@ from ...device import Device
 from .. import session
 from . import DeviceScriptError
 
-VERSION = 1
+VERSION = 2
 
 _TIMESTAMPS = ("requested_at", "authorized_at", "expires_at", "ended_at", "changed_at", "renewal_requested_at")
 _FREE_TEXT = ("requested_by", "reason", "renewal_requested_by", "renewal_reason")

@@ -11,7 +11,7 @@ from ...device import Device
 from .. import remote_control as rc
 from .. import session
 
-VERSION = 1
+VERSION = 2
 
 
 def account_refusal(found: rd.AccountLookup) -> str | None:

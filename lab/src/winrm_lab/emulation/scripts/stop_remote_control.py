@@ -9,7 +9,7 @@ from ...device import Device
 from .. import remote_control as rc
 from .. import session
 
-VERSION = 1
+VERSION = 2
 
 
 def run(device: Device, script_input: dict[str, t.Any] | None) -> dict[str, t.Any]:

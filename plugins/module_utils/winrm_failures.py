@@ -156,7 +156,7 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
         # certificate problem.
         return DeviceError("protocol", f"The connection to {where} was cut in the middle of an exchange ({cut}): "
                                        f"{CONNECTION_LOST}. Check the network path to the device (VPN, proxy, "
-                                       "Wi-Fi, a firewall that ends long connections) and run the task again.", detail)
+                                       "Wi-Fi, a firewall that ends long connections).", detail)
     if any(isinstance(e, (ssl.SSLCertVerificationError, ssl.CertificateError)) for e in chain):
         return DeviceError("tls", f"The certificate presented by {where} could not be verified ({_tls_detail(chain)}). "
                                   "Check that ansible_winrm_ca_trust_path names the CA that issued the device's "

@@ -9,7 +9,6 @@ and the polls while waiting for the client each take one command.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import typing as t
 

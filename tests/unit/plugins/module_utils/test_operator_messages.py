@@ -15,7 +15,7 @@ import pytest
 import requests.exceptions
 import urllib3.exceptions
 
-from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script, support_audit
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
@@ -187,3 +187,28 @@ def test_an_unreachable_device_says_the_connection_failure_in_the_same_message()
                                                                 "credentials of user 'support' (ntlm)."))
     assert record["msg"] == ("Unable to connect to the device: the device at 127.0.0.1:5986 rejected the credentials "
                              "of user 'support' (ntlm).")
+
+
+class Unreachable:
+    """A client whose every shell fails to open, as WinRMClient does for a device that refuses the connection."""
+
+    settings = None
+
+    def __init__(self, error: DeviceError) -> None:
+        self.error = error
+
+    def shell(self):
+        raise self.error
+
+
+@pytest.mark.parametrize("reason, expected", [
+    ("refused", "Unable to connect to the device: 10.0.0.5:5986 refused the connection."),
+    ("script", "The audit events could not be read: The device script failed: Access is denied."),
+])
+def test_support_audit_speaks_the_same_words_as_the_other_modules(reason, expected):
+    message = {"refused": "10.0.0.5:5986 refused the connection.",
+               "script": "The device script failed: Access is denied."}[reason]
+    result = support_audit.run(Unreachable(DeviceError(reason, message)),
+                               {"since": None, "last": None, "max_events": 100})
+    assert result["failed"] is True and result["msg"] == expected
+    assert result["connection"]["reason"] == reason

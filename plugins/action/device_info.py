@@ -14,8 +14,9 @@ class ActionModule(DeviceAction):
     ARGUMENT_SPEC = device_info.ARGUMENT_SPEC
 
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        if args["idle_after"] <= 0:
-            return {"failed": True, "msg": f"idle_after must be a positive number of seconds, not {args['idle_after']}"}
+        problem = device_info.idle_after_problem(args["idle_after"])
+        if problem:
+            return {"failed": True, "msg": problem}
         # Read-only, so check mode probes for real: the answer is the same either way.
         record = device_info.probe(client, args["idle_after"], utc_now)
         if args["require_active"] and record["status"] != "active":

@@ -5,14 +5,13 @@ an authorized support session."""
 
 from __future__ import annotations
 
-import getpass
 import socket
 import time
 import typing as t
 
 from ansible.utils.display import Display
 
-from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, file_transfer, session_gate
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
 
 display = Display()
@@ -22,13 +21,15 @@ class ActionModule(DeviceAction):
     ARGUMENT_SPEC = file_transfer.ARGUMENT_SPEC
 
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        if args["idle_after"] <= 0:
-            return {"failed": True, "msg": f"idle_after must be a positive number of seconds, not {args['idle_after']}"}
+        problem = device_info.idle_after_problem(args["idle_after"])
+        if problem:
+            return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {problem}",
+                    "error_code": "invalid_option"}
         refused = file_transfer.option_error(args)  # before any path is looked at, here or on the device
         if refused is not None:
             return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {refused}",
                     "error_code": "invalid_option"}
-        options = dict(args, requested_by=args["requested_by"] or getpass.getuser())
+        options = dict(args, requested_by=session_gate.requester(args["requested_by"], client.settings))
         if args["direction"] == "to_device":
             options["src"] = self.local_source(args["src"])
         host = task_vars.get("inventory_hostname", "")

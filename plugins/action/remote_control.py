@@ -5,10 +5,9 @@ Desktop shadowing) of the logged-on user's desktop, only while the support sessi
 
 from __future__ import annotations
 
-import getpass
 import typing as t
 
-from ansible_collections.remote_support.windows.plugins.module_utils import remote_control
+from ansible_collections.remote_support.windows.plugins.module_utils import remote_control, session_gate
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
 
 
@@ -17,5 +16,5 @@ class ActionModule(DeviceAction):
     REQUIRED_IF = remote_control.REQUIRED_IF
 
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        args = dict(args, requested_by=args["requested_by"] or getpass.getuser())
+        args = dict(args, requested_by=session_gate.requester(args["requested_by"], client.settings))
         return remote_control.run(client, args, check_mode=bool(self._task.check_mode), controller_now=utc_now)

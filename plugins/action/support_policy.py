@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import getpass
 import typing as t
 
-from ansible_collections.remote_support.windows.plugins.module_utils import support_policy
+from ansible_collections.remote_support.windows.plugins.module_utils import session_gate, support_policy
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction
 
 
@@ -15,6 +14,6 @@ class ActionModule(DeviceAction):
     ARGUMENT_SPEC = support_policy.ARGUMENT_SPEC
 
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        args = dict(args, changed_by=args["changed_by"] or getpass.getuser())
+        args = dict(args, changed_by=session_gate.requester(args["changed_by"], client.settings))
         return support_policy.run(client, args, check_mode=bool(self._task.check_mode),
                                   diff=bool(self._task.diff))

@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-import getpass
 import time
 import typing as t
 
-from ansible_collections.remote_support.windows.plugins.module_utils import support_session
+from ansible_collections.remote_support.windows.plugins.module_utils import session_gate, support_session
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
 
 
@@ -17,11 +16,12 @@ class ActionModule(DeviceAction):
     REQUIRED_IF = support_session.REQUIRED_IF
 
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
-        for name in ("wait_timeout", "poll_interval", "idle_after"):
+        for name in ("wait_timeout", "poll_interval"):
             if args[name] <= 0:
-                return {"failed": True, "msg": f"{name} must be a positive number of seconds, not {args[name]}"}
+                return {"failed": True, "msg": f"{name} is {args[name]}; it must be a positive number of seconds"}
         if args["renew_before"] < 0:
-            return {"failed": True, "msg": f"renew_before must be 0 or more seconds, not {args['renew_before']}"}
-        args = dict(args, requested_by=args["requested_by"] or getpass.getuser(), reason=args["reason"] or "")
+            return {"failed": True, "msg": f"renew_before is {args['renew_before']}; it must be 0 or more seconds"}
+        args = dict(args, requested_by=session_gate.requester(args["requested_by"], client.settings),
+                    reason=args["reason"] or "")
         return support_session.run(client, args, check_mode=bool(self._task.check_mode), controller_now=utc_now,
                                    sleep=time.sleep, monotonic=time.monotonic)

@@ -13,9 +13,8 @@ import datetime
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
-from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import UNABLE_TO_CONNECT, DeviceError
 
-UNABLE_TO_CONNECT = "Unable to connect to the device"
 DEFAULT_IDLE_AFTER = 900
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -51,10 +50,31 @@ def empty_record() -> dict[str, t.Any]:
     }
 
 
+def unable_to_connect(why: str) -> str:
+    """The seed's words, then why, in the same message: what the operator reads first says what to fix."""
+    return f"{UNABLE_TO_CONNECT}: {why[:1].lower() + why[1:] if why.startswith('The ') else why}"
+
+
+def idle_after_problem(idle_after: t.Any) -> str | None:
+    """What is wrong with idle_after, or None. Every module that judges active or idle takes it, checked here."""
+    if isinstance(idle_after, bool) or not isinstance(idle_after, int) or idle_after <= 0:
+        return f"idle_after is {idle_after!r}; it must be a positive number of seconds (the default is " \
+               f"{DEFAULT_IDLE_AFTER})"
+    return None
+
+
+def age_text(seconds: int) -> str:
+    """A check-in age as a person says it: 45 s, 12 minutes, 5 hours, 3 days."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 def unreachable_record(error: DeviceError) -> dict[str, t.Any]:
     record = empty_record()
     record["connection"] = error.as_connection()
-    record["msg"] = UNABLE_TO_CONNECT
+    record["msg"] = unable_to_connect(error.message)
     return record
 
 
@@ -81,18 +101,20 @@ def record_from_facts(facts: t.Mapping[str, t.Any], idle_after: int,
     reference = device_time or controller_now
     if last_checkin is None:
         record["status"] = "idle"
-        record["msg"] = UNABLE_TO_CONNECT
-        record["detail"] = ("The support agent on the device has never checked in. Check that the agent (the check-in "
-                            "task installed by the client_confirmation role) is installed and running.")
+        record["detail"] = ("The device's support agent has never checked in. Check on the device that the agent is "
+                            "installed and its check-in task RemoteSupport-Heartbeat runs (the support_agent module or "
+                            "the client_confirmation role installs it).")
+        record["msg"] = unable_to_connect(record["detail"])
         return record
     age = round((reference - last_checkin).total_seconds())
     record["checkin_age_seconds"] = age
     if age > idle_after:
         record["status"] = "idle"
-        record["msg"] = UNABLE_TO_CONNECT
-        record["detail"] = (f"The device is idle: its agent last checked in at {format_utc(last_checkin)}, {age} s ago "
-                            f"by the device's clock, more than idle_after ({idle_after} s). Check that the agent's "
-                            "check-in task is running on the device.")
+        record["detail"] = (f"The device's support agent last checked in {age_text(age)} ago (at "
+                            f"{format_utc(last_checkin)} by the device's clock; idle_after is {idle_after} s). Check "
+                            "on the device that the agent's check-in task RemoteSupport-Heartbeat runs (the "
+                            "support_agent module reinstalls it).")
+        record["msg"] = unable_to_connect(record["detail"])
         return record
     record["status"] = "active"
     return record

@@ -9,6 +9,11 @@ import typing as t
 # Every failure ends in exactly one of these reasons; playbooks branch on them.
 REASONS = ("dns", "refused", "timeout", "tls", "auth", "protocol", "quota", "script")
 
+# The product's own words (PRODUCT.md): a device that cannot be supported now, and a connection cut mid-exchange.
+# Every message that uses them goes on with the reason and the place to fix it.
+UNABLE_TO_CONNECT = "Unable to connect to the device"
+CONNECTION_LOST = "Connection to workstation lost"
+
 
 class SettingsError(ValueError):
     """Connection settings that cannot work (missing user, out-of-range numbers, ...)."""

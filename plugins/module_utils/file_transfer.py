@@ -42,7 +42,7 @@ import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
-from ansible_collections.remote_support.windows.plugins.module_utils import support_session
+from ansible_collections.remote_support.windows.plugins.module_utils import session_gate
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
@@ -493,21 +493,13 @@ class FileTransferTask:
 
     # --- the decision ----------------------------------------------------------------------------------------------
     def run(self) -> dict[str, t.Any]:
-        facts = self.shell.run(device_script.load("get_device_facts"))
-        status = device_info.record_from_facts(facts, self.options["idle_after"], self.controller_now())
-        self.workstation = facts.get("computer_name")
-        view = support_session.read_view(self.shell)
-        self.device_time = format_utc(view.device_time)
-        device_active = status["status"] == "active"
-        is_windows = str(facts.get("os_caption", "")).startswith("Microsoft Windows")
-        decision = sm.decide("file_transfer", view.record, view.device_time, device_active, is_windows)
-        self.state = decision.state
-        self.session = sm.settle(view.record, view.device_time)
-        if not decision.allowed:
-            message = decision.message
-            if decision.state == "unavailable" and status.get("detail"):
-                message = f"{message}: {status['detail']}"
-            return self.failed("session_not_authorized" if device_active else "device_not_active", message)
+        gate = session_gate.open_gate(self.shell, "file_transfer", self.options["idle_after"], self.controller_now)
+        self.workstation = gate.facts.get("computer_name")
+        self.device_time = format_utc(gate.view.device_time)
+        self.state = gate.decision.state
+        self.session = gate.record
+        if not gate.decision.allowed:
+            return self.failed("session_not_authorized" if gate.device_active else "device_not_active", gate.message)
         try:
             if self.sending:
                 return self.send_file()
@@ -947,11 +939,7 @@ def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool, diff
     except DeviceError as error:
         if task is not None and task.workstation is not None:
             return task.failed(error.reason, f"The device could not run the transfer: {error.message}")
-        record = device_info.unreachable_record(error)
-        return {
-            "changed": False, "failed": True, "msg": f"{FAILED}: {device_info.UNABLE_TO_CONNECT}",
-            "state": "unavailable", "device_status": "unreachable", "connection": record["connection"],
-            "error_code": "unreachable",
-        }
-    except support_session.SessionError as error:
+        result = session_gate.unreachable(error)
+        return dict(result, msg=f"{FAILED}: {result['msg']}", error_code="unreachable")
+    except session_gate.SessionError as error:
         return {"changed": False, "failed": True, "msg": f"{FAILED}: {error}", "error_code": "session_record"}

@@ -16,10 +16,8 @@ import datetime
 import re
 import typing as t
 
-from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script
-from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
-from ansible_collections.remote_support.windows.plugins.module_utils import support_session
-from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc, parse_utc
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script, session_gate
+from ansible_collections.remote_support.windows.plugins.module_utils.device_info import parse_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -60,8 +58,9 @@ ENABLED_SOURCES = {
 
 def validate_options(options: t.Mapping[str, t.Any]) -> str | None:
     """What is wrong with the options, or None."""
-    if options["idle_after"] <= 0:
-        return f"idle_after must be a positive number of seconds, not {options['idle_after']}"
+    problem = device_info.idle_after_problem(options["idle_after"])
+    if problem:
+        return problem
     account = options.get("account")
     if account is not None and not (ACCOUNT_PATTERN.match(account) or UPN_PATTERN.match(account)):
         return ("account must be the specialist's Windows user account written DOMAIN\\name (the NetBIOS domain, or "
@@ -219,25 +218,11 @@ class RemoteControlTask:
 
     # --- state: started ----------------------------------------------------------------------------------------
     def start(self) -> dict[str, t.Any]:
-        facts = self.shell.run(device_script.load("get_device_facts"))
-        status = device_info.record_from_facts(facts, self.options["idle_after"], self.controller_now())
-        view = support_session.read_view(self.shell)
-        device_active = status["status"] == "active"
-        decision = sm.decide("remote_control", view.record, view.device_time, device_active)
-        base = {
-            "state": decision.state,
-            "allowed_actions": sm.allowed_actions(view.record, view.device_time, device_active),
-            "device_status": status["status"],
-            "connection": status["connection"],
-            "device_time": format_utc(view.device_time),
-        }
-        if not decision.allowed:
-            result = dict(base, changed=False, failed=True, msg=f"{decision.message} (session state: {decision.state})")
-            if status.get("detail"):
-                result["detail"] = status["detail"]
-            return result
-
-        record = sm.settle(view.record, view.device_time)
+        gate = session_gate.open_gate(self.shell, "remote_control", self.options["idle_after"], self.controller_now)
+        refusal = gate.refusal()
+        if refusal is not None:
+            return refusal
+        facts, view, record, base = gate.facts, gate.view, gate.record, gate.summary()
         # With the client's confirmation, the person who accepted is the one whose desktop may be joined.
         consenting_user = record.confirmed_by if record.confirmation_required else None
         wanted_user = self.options.get("target_user")
@@ -325,9 +310,6 @@ def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
             return RemoteControlTask(shell, options, check_mode=check_mode, host=host,
                                      controller_now=controller_now).run()
     except DeviceError as error:
-        record = device_info.unreachable_record(error)
-        return {"changed": False, "failed": True, "state": "unavailable", "allowed_actions": [],
-                "device_status": "unreachable", "connection": record["connection"],
-                "msg": device_info.UNABLE_TO_CONNECT}
-    except support_session.SessionError as error:
+        return session_gate.unreachable(error)
+    except session_gate.SessionError as error:
         return {"changed": False, "failed": True, "msg": str(error)}

@@ -17,7 +17,7 @@ import re
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
-from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
+from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc, unreachable_record
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
@@ -284,8 +284,10 @@ def run(client: t.Any, options: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         with client.shell() as shell:
             answer = shell.run(device_script.load("read_audit_events"), request)
     except DeviceError as error:
-        return {"failed": True, "connection": error.as_connection(),
-                "msg": f"The audit events could not be read ({error.reason}): {error.message}"}
+        # The same words as every module for a device that cannot be reached; a script failure says what it said.
+        msg = unreachable_record(error)["msg"] if error.reason != "script" else \
+            f"The audit events could not be read: {error.message}"
+        return {"failed": True, "connection": error.as_connection(), "msg": msg}
     return result_from_answer(answer)
 
 

@@ -403,6 +403,6 @@ def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool, diff
 def failure(error: DeviceError) -> dict[str, t.Any]:
     """The result for a device that could not be read or written: unreachable, or a script that failed on it."""
     record = device_info.unreachable_record(error)
-    msg = device_info.UNABLE_TO_CONNECT if error.reason != "script" else error.message
+    msg = record["msg"] if error.reason != "script" else error.message
     return {"changed": False, "failed": True, "device_status": "unreachable", "connection": record["connection"],
             "msg": msg}

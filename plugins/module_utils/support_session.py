@@ -9,14 +9,19 @@ and the polls while waiting for the client each take one command.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import typing as t
 
-from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script, session_gate
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
-from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc, parse_utc
+from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+from ansible_collections.remote_support.windows.plugins.module_utils.session_gate import (
+    DeviceView,
+    SessionError,
+    read_view,
+    view_of,
+)
 
 ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "state": {"type": "str", "required": True, "choices": ["authorized", "deauthorized", "query"]},
@@ -37,35 +42,6 @@ AUDIT_EVENT_IDS: dict[str, int] = dict(device_script.layout()["events"]["session
 
 # Device-side scripts the session's scheduled tasks run (see docs/consent-route.md).
 TASK_SCRIPTS = ("consent_prompt", "apply_consent", "expire_session")
-
-
-class SessionError(Exception):
-    """The task cannot do what was asked; the message says what happened and what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceView:
-    """One read of the device's session state (get_support_session)."""
-
-    device_time: datetime.datetime
-    policy: dict[str, t.Any]
-    interactive_user: dict[str, t.Any] | None
-    record: sm.SessionRecord | None
-
-
-def read_view(shell: t.Any) -> DeviceView:
-    answer = shell.run(device_script.load("get_support_session"))
-    return _view(answer["device_time"], answer["policy"], answer["interactive_user"], answer["session"])
-
-
-def _view(device_time: str, policy: dict[str, t.Any], user: dict[str, t.Any] | None,
-          session: dict[str, t.Any] | None) -> DeviceView:
-    try:
-        record = None if session is None else sm.SessionRecord.from_dict(session)
-    except sm.InvalidSessionRecord as error:
-        raise SessionError(f"The session record on the device cannot be read ({error}). Check "
-                           r"HKLM:\SOFTWARE\RemoteSupport\Session on the device.") from None
-    return DeviceView(parse_utc(device_time), policy, user, record)
 
 
 def audit_entry(what: str, record: sm.SessionRecord, who: str) -> dict[str, t.Any]:
@@ -97,7 +73,7 @@ def write_record(shell: t.Any, view: DeviceView, record: sm.SessionRecord, what:
         # collection expects with every arming, so a device never runs stale ones.
         request["task_scripts"] = {name: device_script.load(name).text for name in TASK_SCRIPTS}
     answer = shell.run(device_script.load("set_support_session"), request)
-    stored = _view(answer["device_time"], view.policy, view.interactive_user, answer["session"])
+    stored = view_of(answer["device_time"], view.policy, view.interactive_user, answer["session"])
     if answer["refused_reason"] == "version_conflict":
         raise SessionError(str(sm.SessionConflict(expected_version, stored.record)))
     if answer["refused_reason"] == "no_interactive_user":
@@ -124,19 +100,17 @@ class SessionTask:
         self.who = options["requested_by"]
 
     def run(self) -> dict[str, t.Any]:
-        facts = self.shell.run(device_script.load("get_device_facts"))
-        status = device_info.record_from_facts(facts, self.options["idle_after"], self.controller_now())
-        view = read_view(self.shell)
-        device_active = status["status"] == "active"
         state = self.options["state"]
+        action = "deauthorize" if state == "deauthorized" else "request_authorization"
+        gate = session_gate.open_gate(self.shell, action, self.options["idle_after"], self.controller_now)
+        view, status, device_active = gate.view, gate.status, gate.device_active
         if state == "query":
             return self.result(view, device_active, status, changed=False, msg="")
         if state == "deauthorized":
             # Revoking needs a valid connection only, which the device just gave: idle or not, it ends the session.
             return self.deauthorize(view, status, device_active)
         if not device_active:
-            decision = sm.decide("request_authorization", view.record, view.device_time, device_active=False)
-            return self.result(view, False, status, changed=False, msg=decision.message, failed=True,
+            return self.result(view, False, status, changed=False, msg=gate.message, failed=True,
                                detail=status.get("detail"))
         return self.authorize(view, status)
 
@@ -265,6 +239,9 @@ def _waiting(view: DeviceView) -> bool:
 def check_options(options: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str | None]:
     """The options with the requester's free text cleaned (session_state.clean_free_text), or what is wrong."""
     cleaned = dict(options)
+    problem = device_info.idle_after_problem(options.get("idle_after", device_info.DEFAULT_IDLE_AFTER))
+    if problem:
+        return cleaned, f"{problem}."
     try:
         cleaned["requested_by"] = sm.check_free_text("requested_by", options["requested_by"])
         if options["state"] == "authorized":
@@ -286,11 +263,7 @@ def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
             return SessionTask(shell, options, check_mode=check_mode, controller_now=controller_now, sleep=sleep,
                                monotonic=monotonic).run()
     except DeviceError as error:
-        record = device_info.unreachable_record(error)
-        return {
-            "changed": False, "state": "unavailable", "session": None, "remaining_seconds": 0, "allowed_actions": [],
-            "device_status": "unreachable", "connection": record["connection"], "msg": device_info.UNABLE_TO_CONNECT,
-            "failed": options["state"] != "query",
-        }
+        # A query reports an unreachable device as its answer; the other states fail.
+        return dict(session_gate.unreachable(error), failed=options["state"] != "query")
     except SessionError as error:
         return {"changed": False, "failed": True, "msg": str(error)}

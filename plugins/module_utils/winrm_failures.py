@@ -8,19 +8,22 @@ The second layer of the WinRM client; it needs the settings (to name the host, u
 
 from __future__ import annotations
 
+import http.client
+import os
 import socket
 import ssl
 import typing as t
 
 try:
     import requests.exceptions
+    import urllib3.exceptions
     import winrm.exceptions
 
     HAS_WINRM = True
 except ImportError:  # winrm_client reports the missing library with the install hint
     HAS_WINRM = False
 
-from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import CONNECTION_LOST, DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WinRMSettings
 
 # WSManFault codes for the per-user shell quota (MaxShellsPerUser), as Windows sends them.
@@ -102,6 +105,11 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
     where = f"{settings.host}:{settings.port}"
     chain = list(_exception_chain(exc))
     detail = _safe_detail(exc, settings)
+    # A file on the controller that cannot work fails every connection, whatever the library made of it (requests
+    # says OSError for a missing CA bundle): name the file first, so nobody looks for the fault on the device.
+    local = controller_file_problem(settings, transport)
+    if local is not None:
+        return DeviceError(local[0], local[1], detail)
 
     if HAS_WINRM and isinstance(exc, winrm.exceptions.InvalidCredentialsError):
         if transport == "certificate":
@@ -142,12 +150,24 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
         return DeviceError("protocol", f"The WinRM service at {where} answered with a fault: {exc.reason.strip()} "
                                        f"(WSManFault {exc.wsman_fault_code}). Check the WinRM configuration on the "
                                        "device.", detail)
-    if any(isinstance(e, (ssl.SSLError, ssl.CertificateError)) for e in chain) or \
-            (HAS_WINRM and isinstance(exc, requests.exceptions.SSLError)):
+    cut = _connection_cut(chain)
+    if cut is not None:
+        # Checked before TLS: an HTTPS connection cut mid-exchange surfaces as ssl.SSLEOFError, which is no
+        # certificate problem.
+        return DeviceError("protocol", f"The connection to {where} was cut in the middle of an exchange ({cut}): "
+                                       f"{CONNECTION_LOST}. Check the network path to the device (VPN, proxy, "
+                                       "Wi-Fi, a firewall that ends long connections).", detail)
+    if any(isinstance(e, (ssl.SSLCertVerificationError, ssl.CertificateError)) for e in chain):
         return DeviceError("tls", f"The certificate presented by {where} could not be verified ({_tls_detail(chain)}). "
                                   "Check that ansible_winrm_ca_trust_path names the CA that issued the device's "
                                   f"certificate and that the certificate is valid for '{settings.host}'. Keep "
                                   "certificate validation on.", detail)
+    if any(isinstance(e, ssl.SSLError) for e in chain) or \
+            (HAS_WINRM and isinstance(exc, requests.exceptions.SSLError)):
+        return DeviceError("tls", f"The TLS handshake with {where} failed ({_tls_detail(chain)}). Check that this "
+                                  f"port speaks HTTPS (ansible_winrm_scheme is {settings.scheme}, ansible_port is "
+                                  f"{settings.port}) and that the device's HTTPS listener has a valid certificate "
+                                  "(winrm enumerate winrm/config/listener).", detail)
     if any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in {type(e).__name__ for e in chain}:
         return DeviceError("dns", f"The host name '{settings.host}' could not be resolved. Check ansible_host for this "
                                   "device and that the controller's DNS knows the name.", detail)
@@ -167,11 +187,70 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
                                        "WinRM service on the device is healthy (winrm quickconfig) and that the "
                                        "scheme and port are right.", detail)
     if HAS_WINRM and isinstance(exc, requests.exceptions.ConnectionError):
-        return DeviceError("protocol", f"The connection to {where} was lost in the middle of an exchange (Connection "
-                                       "to workstation lost). Check the network path to the device and try again.",
-                           detail)
+        return DeviceError("protocol", f"The connection to {where} was lost in the middle of an exchange: "
+                                       f"{CONNECTION_LOST}. Check the network path to the device and run the task "
+                                       "again.", detail)
     return DeviceError("protocol", f"Talking to {where} failed: {type(exc).__name__}. Check the WinRM service on the "
                                    "device.", detail)
+
+
+def _connection_cut(chain: list[BaseException]) -> str | None:
+    """How the connection was cut, when it was: the peer closed or reset it, or a reply ended before its length."""
+    cut_types: tuple[type[BaseException], ...] = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+                                                  ConnectionAbortedError, BrokenPipeError, http.client.IncompleteRead,
+                                                  http.client.RemoteDisconnected)
+    if HAS_WINRM:
+        cut_types += (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)
+    for error in chain:
+        if isinstance(error, cut_types):
+            return type(error).__name__
+    return None
+
+
+# The files the controller reads to connect: (setting, inventory variable, what the file must hold, reason).
+_CONTROLLER_FILES = (
+    ("ca_trust_path", "ansible_winrm_ca_trust_path", "the CA certificate(s) that issued the device's certificate",
+     "tls"),
+    ("cert_pem", "ansible_winrm_cert_pem", "the client certificate", "auth"),
+    ("cert_key_pem", "ansible_winrm_cert_key_pem", "the client certificate's private key", "auth"),
+)
+
+
+def controller_file_problem(settings: WinRMSettings, transport: str | None = None) -> tuple[str, str] | None:
+    """(reason, message) for a file the connection needs that the controller cannot use, or None."""
+    transports = {transport or settings.transport, *settings.fallback_transports}
+    for name, variable, holds, reason in _CONTROLLER_FILES:
+        path = getattr(settings, name)
+        if not path:
+            continue
+        if name == "ca_trust_path" and (settings.scheme != "https" or settings.server_cert_validation != "validate"):
+            continue
+        if name != "ca_trust_path" and "certificate" not in transports:
+            continue
+        problem = _unusable_file(path, allow_folder=name == "ca_trust_path")
+        if problem:
+            return reason, (f"The controller cannot use {path} ({name}, inventory variable {variable}): {problem}. "
+                            f"It must hold {holds} in PEM form; fix the file or the setting on the controller. "
+                            "Nothing on the device needs to change.")
+    return None
+
+
+def _unusable_file(path: str, allow_folder: bool) -> str | None:
+    """Why the controller cannot read the file at `path`, or None when it can."""
+    if not os.path.exists(path):
+        return "there is no such file on the controller"
+    if os.path.isdir(path):
+        if allow_folder and os.access(path, os.R_OK | os.X_OK):
+            return None  # a folder of hashed CA certificates (c_rehash), as requests accepts
+        return "it is a folder, not a file" if not allow_folder else "the folder cannot be read by this user"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024 * 1024)
+    except OSError as error:
+        return f"it cannot be read by this user ({error.strerror})"
+    if b"-----BEGIN" not in head:
+        return "it holds no PEM block (-----BEGIN ...)"
+    return None
 
 
 def _tls_detail(chain: list[BaseException]) -> str:

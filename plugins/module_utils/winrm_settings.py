@@ -212,10 +212,10 @@ def resolve_settings(options: t.Mapping[str, t.Any], host_vars: t.Mapping[str, t
     transports = _transport_list(transport_value) or (list(PSRP_AUTH["negotiate"]) if psrp else ["ntlm"])
     validation = (chosen["server_cert_validation"] or "validate").lower()
     encryption = (chosen["message_encryption"] or "auto").lower()
-    connection_timeout = _as_int("connection_timeout", chosen["connection_timeout"]) or DEFAULT_CONNECTION_TIMEOUT
-    operation_timeout = _as_int("operation_timeout", chosen["operation_timeout"]) or DEFAULT_OPERATION_TIMEOUT
-    read_timeout = _as_int("read_timeout", chosen["read_timeout"]) or max(DEFAULT_READ_TIMEOUT,
-                                                                          operation_timeout + 10)
+    # A value given is checked as given (0 is refused below, not replaced by a default).
+    connection_timeout = _given_int("connection_timeout", chosen, variable_map, DEFAULT_CONNECTION_TIMEOUT)
+    operation_timeout = _given_int("operation_timeout", chosen, variable_map, DEFAULT_OPERATION_TIMEOUT)
+    read_timeout = _given_int("read_timeout", chosen, variable_map, max(DEFAULT_READ_TIMEOUT, operation_timeout + 10))
     kinit_mode = (chosen["kinit_mode"] or "managed").lower()
 
     for name, value, allowed in (("scheme", scheme, ("http", "https")),
@@ -228,14 +228,16 @@ def resolve_settings(options: t.Mapping[str, t.Any], host_vars: t.Mapping[str, t
         if value not in TRANSPORTS:
             raise SettingsError(f"transport is {value!r}; it must be one of {', '.join(TRANSPORTS)}")
     if not 0 < port < 65536:
-        raise SettingsError(f"port {port} is outside 1-65535")
+        raise SettingsError(f"{_setting_name('port', variable_map)} is {port}, outside 1-65535")
     for name, value in (("connection_timeout", connection_timeout), ("operation_timeout", operation_timeout),
                         ("read_timeout", read_timeout)):
         if value <= 0:
-            raise SettingsError(f"{name} must be a positive number of seconds, not {value}")
+            raise SettingsError(f"{_setting_name(name, variable_map)} is {value}; it must be a positive number of "
+                                "seconds")
     if read_timeout <= operation_timeout:
-        raise SettingsError(f"read_timeout ({read_timeout} s) must exceed operation_timeout ({operation_timeout} s): "
-                            "the device may hold a Receive open for the whole operation timeout")
+        raise SettingsError(f"{_setting_name('read_timeout', variable_map)} ({read_timeout} s) must exceed "
+                            f"{_setting_name('operation_timeout', variable_map)} ({operation_timeout} s): the device "
+                            "may hold a Receive open for the whole operation timeout")
     if scheme == "http":
         # Plain HTTP is used only with message encryption: anything else sends credentials or commands readable on
         # the wire.
@@ -273,6 +275,17 @@ def resolve_settings(options: t.Mapping[str, t.Any], host_vars: t.Mapping[str, t
         kinit_mode=kinit_mode, kinit_cmd=str(chosen["kinit_cmd"] or "kinit"),
         kinit_args=str(chosen["kinit_args"]) if chosen["kinit_args"] else None,
     )
+
+
+def _setting_name(name: str, variable_map: t.Mapping[str, tuple[str, ...]]) -> str:
+    """A setting as the operator may have written it: the task option and its first inventory variable."""
+    return f"{name} ({variable_map[name][0]})"
+
+
+def _given_int(name: str, chosen: t.Mapping[str, t.Any], variable_map: t.Mapping[str, tuple[str, ...]],
+               default: int) -> int:
+    value = _as_int(_setting_name(name, variable_map), chosen[name])
+    return default if value is None else value
 
 
 def _as_int(name: str, value: t.Any) -> int | None:

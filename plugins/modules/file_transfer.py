@@ -73,7 +73,8 @@ options:
   requested_by:
     description:
       - Who transfers, written to the device's audit entry.
-      - Defaults to the name of the user running Ansible on the controller.
+      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
+        never the controller's own login name.
     type: str
   idle_after:
     description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.

@@ -68,7 +68,9 @@ options:
     type: str
   requested_by:
     description:
-      - Who asks, written to the grant and the audit log. Defaults to the name of the user running Ansible.
+      - Who asks, written to the grant and the audit log.
+      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
+        never the controller's own login name.
     type: str
   idle_after:
     description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.

@@ -78,7 +78,8 @@ options:
   changed_by:
     description:
       - Who changes the policy, stamped on the device and written to the audit log.
-      - Defaults to the name of the user running Ansible on the controller.
+      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
+        never the controller's own login name.
     type: str
 extends_documentation_fragment:
   - remote_support.windows.winrm

@@ -54,7 +54,8 @@ options:
     description:
       - Who asks, as the requester gives it. Shown to the client after the account that authenticated to the device,
         marked as given by the requester, and written to the audit log.
-      - Defaults to the name of the user running Ansible on the controller.
+      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
+        never the controller's own login name.
       - Cleaned and limited like O(reason).
     type: str
   wait:

@@ -45,7 +45,7 @@ def test_idle_after_is_the_boundary(age, status):
 def test_never_checked_in_is_idle_with_the_seed_message():
     record = device_info.record_from_facts(facts(last_checkin=None), 900, NOW)
     assert record["status"] == "idle"
-    assert record["msg"] == "Unable to connect to the device"
+    assert record["msg"].startswith("Unable to connect to the device: the device's support agent has never checked in")
     assert "never checked in" in record["detail"]
     assert record["device"]["last_activity"] is None
 
@@ -67,7 +67,7 @@ def test_unreachable_record_keeps_the_shape():
     assert record["status"] == "unreachable"
     assert record["connection"] == {"valid": False, "reason": "refused", "message": "refused, check the listener"}
     assert set(record["device"]) == set(device_info.DEVICE_FIELDS)
-    assert record["msg"] == "Unable to connect to the device"
+    assert record["msg"] == "Unable to connect to the device: refused, check the listener"
 
 
 def test_probe_turns_device_errors_into_records():

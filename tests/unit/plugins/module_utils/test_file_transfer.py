@@ -49,7 +49,7 @@ def scripts_by_name(monkeypatch):
     """The fake dispatches on the script's name; the scripts' text and contracts are checked elsewhere."""
     monkeypatch.setattr(file_transfer.device_script, "load",
                         lambda name: types.SimpleNamespace(name=name, text=f"# device-script: {name}\n"))
-    monkeypatch.setattr(file_transfer.support_session.device_script, "load",
+    monkeypatch.setattr(file_transfer.session_gate.device_script, "load",
                         lambda name: types.SimpleNamespace(name=name, text=f"# device-script: {name}\n"))
 
 
@@ -581,7 +581,7 @@ def test_an_unreachable_device_says_so():
                                check_mode=False, diff=False, controller_now=lambda: START, monotonic=lambda: 0.0,
                                progress=lambda line: None, controller_host="c")
     assert result["failed"] is True and result["connection"]["reason"] == "refused"
-    assert result["msg"] == "Sending failed: Unable to connect to the device"
+    assert result["msg"] == "Sending failed: Unable to connect to the device: 10.0.0.5:5986 refused the connection."
 
 
 # --- refusals -------------------------------------------------------------------------------------------------------

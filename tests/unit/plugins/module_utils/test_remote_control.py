@@ -304,7 +304,7 @@ def test_refused_unless_authorized_with_the_state_and_what_to_do(state, words):
     assert result["failed"] is True and result["changed"] is False
     assert words in result["msg"]
     expected = "not_authorized" if state is None else state
-    assert result["state"] == expected and f"(session state: {expected})" in result["msg"]
+    assert result["state"] == expected
     assert "start_remote_control" not in device.calls and device.grant is None
 
 
@@ -320,8 +320,9 @@ def test_refused_on_an_idle_device_with_the_seed_message():
     device = FakeDevice(active=False)
     result = run(device)
     assert result["failed"] is True and result["state"] == "unavailable"
-    assert result["msg"].startswith("Unable to connect to the device")
-    assert result["allowed_actions"] == []
+    assert result["msg"].startswith("Unable to connect to the device: the device's support agent last checked in")
+    # The device answered: revoking the authorized session stays possible, as support_session reports it.
+    assert result["allowed_actions"] == ["deauthorize"]
 
 
 def test_unreachable_device_fails_as_unavailable():
@@ -337,7 +338,7 @@ def test_unreachable_device_fails_as_unavailable():
                                                     "idle_after": 900},
                                     check_mode=False, controller_now=lambda: START)
         assert result["failed"] is True and result["connection"]["reason"] == "refused"
-        assert result["msg"] == "Unable to connect to the device"
+        assert result["msg"] == "Unable to connect to the device: refused"
 
 
 def test_nobody_logged_on_says_so():

@@ -244,7 +244,7 @@ def test_query_reports_what_differs_and_writes_nothing():
 def test_an_unreachable_device_fails_with_the_reason():
     result = run(FakeDevice(fail=DeviceError("timeout", "127.0.0.1:5986 did not answer")))
     assert result["failed"] is True and result["connection"]["reason"] == "timeout"
-    assert result["msg"] == "Unable to connect to the device"
+    assert result["msg"] == "Unable to connect to the device: 127.0.0.1:5986 did not answer"
 
 
 def test_the_agent_ships_the_scripts_the_session_route_runs():

@@ -283,7 +283,8 @@ def test_query_reads_and_never_writes():
 def test_an_unreachable_device_fails_with_the_reason():
     device = FakeDevice(fail=DeviceError("refused", "Connection refused by 127.0.0.1:5986"))
     result = run(device, **ALL)
-    assert result["failed"] is True and result["msg"] == "Unable to connect to the device"
+    assert result["failed"] is True and result["msg"] == ("Unable to connect to the device: Connection refused "
+                                                                   "by 127.0.0.1:5986")
     assert result["connection"]["reason"] == "refused" and result["device_status"] == "unreachable"
 
 

@@ -195,7 +195,8 @@ def test_nobody_logged_on_cannot_confirm():
 def test_idle_device_is_blocked_with_the_seed_message():
     device = FakeDevice(active=False)
     result = run(device)
-    assert result["failed"] is True and result["msg"] == "Unable to connect to the device"
+    assert result["failed"] is True and result["msg"].startswith("Unable to connect to the device: the device's "
+                                                                 "support agent last checked in")
     assert result["state"] == "unavailable" and result["allowed_actions"] == []
     assert not device.writes
 
@@ -211,7 +212,7 @@ def test_unreachable_device_is_blocked_but_query_does_not_fail():
     assert result["failed"] is True and result["connection"]["reason"] == "refused"
     revoke = support_session.run(Unreachable(), dict(options, state="deauthorized"), check_mode=False,
                                  controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
-    assert revoke["failed"] is True and revoke["msg"] == "Unable to connect to the device"
+    assert revoke["failed"] is True and revoke["msg"] == "Unable to connect to the device: refused"
     query = support_session.run(Unreachable(), dict(options, state="query"), check_mode=False,
                                 controller_now=lambda: START, sleep=lambda s: None, monotonic=lambda: 0)
     assert query["failed"] is False and query["state"] == "unavailable"

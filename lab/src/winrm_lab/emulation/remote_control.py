@@ -18,11 +18,11 @@ import typing as t
 from .. import remote_desktop as rd
 from ..device import Device
 from ..tasks import ScheduledTask, TimeTrigger
-from . import session
+from . import layout, session
 from .scripts import DeviceScriptError
 
-GRANT_KEY = session.layout.REGISTRY["remote_control"]
-UNDO_KEY = session.layout.REGISTRY["remote_control_undo"]
+GRANT_KEY = layout.REGISTRY["remote_control"]
+UNDO_KEY = layout.REGISTRY["remote_control_undo"]
 END_TASK = session.END_REMOTE_CONTROL_TASK
 TASK_SCRIPT = "stop_remote_control"
 

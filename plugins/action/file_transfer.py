@@ -26,8 +26,8 @@ class ActionModule(DeviceAction):
             return {"failed": True, "msg": f"idle_after must be a positive number of seconds, not {args['idle_after']}"}
         refused = file_transfer.option_error(args)  # before any path is looked at, here or on the device
         if refused is not None:
-            return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {refused}",
-                    "error_code": "invalid_option"}
+            return {"failed": True, "changed": False, "error_code": "invalid_option",
+                    "msg": f"{file_transfer.failure_words(args['direction'])}: {refused}"}
         options = dict(args, requested_by=args["requested_by"] or getpass.getuser())
         if args["direction"] == "to_device":
             options["src"] = self.local_source(args["src"])

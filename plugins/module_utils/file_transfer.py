@@ -562,7 +562,6 @@ class FileTransferTask:
         return result
 
 
-
 def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool, diff: bool,
         controller_now: t.Callable[[], datetime.datetime], monotonic: t.Callable[[], float],
         progress: t.Callable[[str], None], controller_host: str) -> dict[str, t.Any]:

@@ -102,4 +102,3 @@ def read_message(line: bytes) -> dict[str, t.Any]:
     if not isinstance(message, dict) or "kind" not in message:
         raise DeviceError("script", f"The device's transfer script wrote an unexpected line: {line[:200]!r}.")
     return message
-

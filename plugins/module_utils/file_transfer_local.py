@@ -120,7 +120,6 @@ def sha256_of(handle: t.BinaryIO, limit: int | None = None) -> hashlib._Hash:
     return digest
 
 
-
 def remove(path: str) -> None:
     try:
         os.remove(path)

@@ -18,7 +18,6 @@ NOT_SENT = "Not sent"
 CONNECTION_LOST = "Connection to workstation lost"
 
 
-
 def failure_words(direction: str) -> str:
     """How a failed transfer's message begins: it says which way the file was to go."""
     return RECEIVE_FAILED if direction == "from_device" else FAILED
@@ -48,6 +47,7 @@ HINTS = {
     "path_changed": "Check that folder on the device (someone moved it or put a link in its place) and run the task "
                     "again.",
 }
+
 
 class TransferFailed(Exception):
     """The transfer cannot go on; `code` names why (the device's codes, or connection_lost / session_*)."""
@@ -88,11 +88,9 @@ class Progress:
             self.report(f"{self.label}: {done} of {size_text(self.total)} ({percent_of(done, self.total)}%)")
 
 
-
 def describe(file: dict[str, t.Any], unknown: str = "(not computed: the sizes differ, so the contents do)") -> str:
     """A file as the diff shows it: size and SHA-256, or that there is none."""
     if not file.get("exists"):
         return "(absent)\n"
     sha = file.get("sha256") or unknown
     return f"size: {size_text(file.get('size'))}\nsha256: {sha}\n"
-

@@ -13,6 +13,7 @@ import queue
 import threading
 import typing as t
 
+
 @dataclasses.dataclass
 class Chunk:
     size: int  # bytes of the file in it
@@ -129,4 +130,3 @@ class OutputReader(WorkAhead):
         output = self._take()
         self.ended = output.done
         return output
-

@@ -22,8 +22,6 @@ description:
     that name does, with the same options and the same result.
   - O(action=support) is one support visit per device, from request to end; see O(options).
   - Prints a progress line (done / of N) as devices finish.
-author:
-  - Remote support maintainers (@remote-support)
 options:
   action:
     description:
@@ -76,6 +74,8 @@ notes:
   - Use it with C(run_once=true); the registered result then holds every device's result, available to every
     host of the play, e.g. C(fleet_result.results[inventory_hostname]).
   - Secrets in host variables are used to connect and never returned.
+extends_documentation_fragment:
+  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -83,10 +83,6 @@ attributes:
   diff_mode:
     support: none
     description: Results carry no diff.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
 seealso:
   - module: remote_support.windows.device_info
   - module: remote_support.windows.support_session

@@ -150,6 +150,13 @@ class FileTransferTask:
         except TransferFailed as failure:
             return self.failed(failure.code, failure.message, failure.session)
 
+    @property
+    def session_id(self) -> str:
+        """The session a transfer runs in: run() starts one only once decide allowed it, so there is a record."""
+        if self.session is None:
+            raise TransferFailed("session_not_authorized", "The device has no support session; request authorization.")
+        return self.session.id
+
     # --- to_device ---------------------------------------------------------------------------------------------------
     def send_file(self) -> dict[str, t.Any]:
         src = self.src
@@ -188,7 +195,7 @@ class FileTransferTask:
         self.chunk = chunk = chunk_for(envelope)
         self.started_at = self.monotonic()
         command = self.shell.start_stream(device_script.load("file_transfer_send"), {
-            "path": self.dest, "size": size, "transfer_id": identity, "session_id": self.session.id,
+            "path": self.dest, "size": size, "transfer_id": identity, "session_id": self.session_id,
             "chunk_bytes": chunk, "overwrite": bool(self.options["force"]), "resume": True,
             "source": f"{self.controller_host}:{src}", "requested_by": self.options["requested_by"],
         }, envelope)
@@ -277,7 +284,8 @@ class FileTransferTask:
         self.src = prepared["path"] or src
         device_file = prepared["file"]
         self.size = size = device_file["size"]
-        local_file = {"exists": local is not None, "size": None if local is None else local.st_size, "sha256": None}
+        local_file: dict[str, t.Any] = {"exists": local is not None, "sha256": None,
+                                        "size": None if local is None else local.st_size}
         if local is not None and device_file["sha256"] is not None:
             local_file["sha256"] = file_sha256(dest).hexdigest()
             if local_file["sha256"] == device_file["sha256"]:
@@ -301,7 +309,7 @@ class FileTransferTask:
         self.chunk = chunk = chunk_for(envelope)
         self.started_at = self.monotonic()
         command = self.shell.start_stream(device_script.load("file_transfer_receive"), {
-            "path": self.src, "offset": kept, "transfer_id": identity, "session_id": self.session.id,
+            "path": self.src, "offset": kept, "transfer_id": identity, "session_id": self.session_id,
             "chunk_bytes": chunk, "destination": f"{self.controller_host}:{dest}",
             "requested_by": self.options["requested_by"],
         }, envelope)
@@ -318,8 +326,9 @@ class FileTransferTask:
                                                 f"{error}") from None
         temp = self.partial
         if result["outcome"] == "completed":
-            if sha != result["sha256"] or self.resumed_from + self.bytes_transferred != result["size"]:
-                remove(temp)
+            if temp is None or sha != result["sha256"] or self.resumed_from + self.bytes_transferred != result["size"]:
+                if temp is not None:
+                    remove(temp)
                 raise TransferFailed("hash_mismatch", f"What arrived (SHA-256 {sha}) is not what the device read "
                                                       f"(SHA-256 {result['sha256']}). {HINTS['hash_mismatch']}")
             os.replace(temp, dest)  # atomic on one file system: the destination is never partial

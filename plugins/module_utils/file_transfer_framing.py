@@ -31,7 +31,7 @@ class LineReader:
 
     def feed(self, data: bytes) -> list[dict[str, t.Any]]:
         self._pending.extend(data)
-        messages = []
+        messages: list[dict[str, t.Any]] = []
         while True:
             end = self._pending.find(b"\n")
             if end < 0:
@@ -58,7 +58,7 @@ class FrameReader:
         return self._state == "done"
 
     def feed(self, data: bytes) -> list[dict[str, t.Any]]:
-        messages = []
+        messages: list[dict[str, t.Any]] = []
         view = memoryview(data)
         while len(view) and self._state != "done":
             if self._state in ("line", "result"):

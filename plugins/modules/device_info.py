@@ -26,9 +26,6 @@ options:
       - Fail the task when the device is not C(active).
     type: bool
     default: false
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -36,6 +33,7 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 seealso:
   - module: ansible.windows.win_ping
 """

@@ -73,10 +73,6 @@ options:
       - Who transfers, written to the device's audit entry.
       - Defaults to the name of the user running Ansible on the controller.
     type: str
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
-  - remote_support.windows.device_task.idle_after
 attributes:
   check_mode:
     support: full
@@ -84,6 +80,7 @@ attributes:
   diff_mode:
     support: full
     description: Size and SHA-256 of the destination before and after.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
 notes:
   - Progress lines (bytes and percent) are shown at C(-v) during long transfers.
   - Paths on the device must be shorter than 260 characters, as Windows PowerShell 5.1 requires.

@@ -74,8 +74,6 @@ notes:
   - Use it with C(run_once=true); the registered result then holds every device's result, available to every
     host of the play, e.g. C(fleet_result.results[inventory_hostname]).
   - Secrets in host variables are used to connect and never returned.
-extends_documentation_fragment:
-  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -83,6 +81,7 @@ attributes:
   diff_mode:
     support: none
     description: Results carry no diff.
+extends_documentation_fragment: [remote_support.windows.device_task]
 seealso:
   - module: remote_support.windows.device_info
   - module: remote_support.windows.support_session

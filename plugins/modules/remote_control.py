@@ -68,10 +68,6 @@ options:
     description:
       - Who asks, written to the grant and the audit log. Defaults to the name of the user running Ansible.
     type: str
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
-  - remote_support.windows.device_task.idle_after
 attributes:
   check_mode:
     support: full
@@ -79,6 +75,7 @@ attributes:
   diff_mode:
     support: none
     description: The returned grant shows the state.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
 notes:
   - The device needs Remote Desktop enabled and the Windows Firewall rule C(Remote Desktop - Shadow (TCP-In)) enabled;
     Home editions have no Remote Desktop host. Each of these, and nobody being logged on, fails with a message that says

@@ -45,9 +45,6 @@ options:
       - Replace a script that is newer on the device than the one this collection ships.
     type: bool
     default: false
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -55,6 +52,7 @@ attributes:
   diff_mode:
     support: full
     description: Each script's version, the heartbeat task and the folder before and after.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 seealso:
   - module: remote_support.windows.device_info
   - module: remote_support.windows.support_policy

@@ -40,9 +40,6 @@ options:
       - 1 to 100000.
     type: int
     default: 20000
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -50,6 +47,7 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to compare.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 notes:
   - Any local user may write to the Application log, also under the source C(RemoteSupport.Windows). An entry is
     evidence of what a device said, not proof; forward the events as they are written (docs/audit.md).

@@ -78,9 +78,6 @@ options:
       - Who changes the policy, stamped on the device and written to the audit log.
       - Defaults to the name of the user running Ansible on the controller.
     type: str
-extends_documentation_fragment:
-  - remote_support.windows.winrm
-  - remote_support.windows.device_task
 attributes:
   check_mode:
     support: full
@@ -88,6 +85,7 @@ attributes:
   diff_mode:
     support: full
     description: The policy before and after, as every reader sees it, with the shadow rule.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 notes:
   - Where a value is absent, unreadable or out of range, every reader uses the default, the module reports it the
     same way in RV(policy), confirmation required, 300 s to answer, 3600 s TTL, remote control V(control), transfers

@@ -31,7 +31,6 @@ import datetime
 import hashlib
 import ntpath
 import os
-import shutil
 import stat
 import typing as t
 
@@ -46,6 +45,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils.file_transf
     chunk_for,
 )
 from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer_local import (
+    check_local_space,
     file_sha256,
     new_file_mode,
     open_partial,
@@ -303,7 +303,7 @@ class FileTransferTask:
             resume = f", resuming after the {kept} bytes an interrupted run left" if kept else ""
             return self.would(f"Would receive {self.src} ({size_text(size)}) from {self.workstation} into "
                               f"{dest}{resume}", local_file, size, device_file["sha256"])
-        self.check_local_space(dest, size - min(kept, size))
+        check_local_space(dest, size - min(kept, size))
 
         envelope = envelope_bytes(prepared["max_envelope_size_kb"])
         self.chunk = chunk = chunk_for(envelope)
@@ -455,17 +455,6 @@ class FileTransferTask:
         return TransferFailed("connection_lost", f"{CONNECTION_LOST} after {done} of {size_text(self.size)}: "
                                                  f"{error.message} Run the task again: it resumes after the last "
                                                  "verified byte.")
-
-    def check_local_space(self, dest: str, needed: int) -> None:
-        folder = os.path.dirname(dest)
-        try:
-            os.makedirs(folder, exist_ok=True)
-            free = shutil.disk_usage(folder).free
-        except OSError as error:
-            raise TransferFailed("access_denied", f"Cannot use {folder} on the controller: {error.strerror}.") from None
-        if needed > free:
-            raise TransferFailed("disk_full", f"There is not enough space on the controller: {needed} bytes are "
-                                              f"needed and {free} bytes are free in {folder}.")
 
     # --- results -------------------------------------------------------------------------------------------------------
     def finish(self, result: dict[str, t.Any], before: dict[str, t.Any], *, local_sha: str | None,

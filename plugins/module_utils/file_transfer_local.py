@@ -1,7 +1,7 @@
 # Copyright (c) remote_support.windows contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of a transfer's files: options checked before anything starts, the transfer's id, hashing
-local files, and the temporary file a receive writes beside its destination. On the controller the destination folder
+local files, room for a received file, and the temporary file a receive writes beside its destination. On the controller the destination folder
 may be shared with other users: the temporary file is created exclusively under a name nobody can guess, never through
 a link, and an earlier run's file is taken up again only when it is a regular file of this user's that nobody else may
 read (see `own_partial`)."""
@@ -12,8 +12,11 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import stat
 import typing as t
+
+from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer_report import TransferFailed
 
 # Local reads while hashing.
 READ_BYTES = 1024 * 1024
@@ -125,3 +128,16 @@ def remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def check_local_space(dest: str, needed: int) -> None:
+    """Creates the destination's folder on the controller and checks it has room for `needed` bytes."""
+    folder = os.path.dirname(dest)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as error:
+        raise TransferFailed("access_denied", f"Cannot use {folder} on the controller: {error.strerror}.") from None
+    if needed > free:
+        raise TransferFailed("disk_full", f"There is not enough space on the controller: {needed} bytes are "
+                                          f"needed and {free} bytes are free in {folder}.")

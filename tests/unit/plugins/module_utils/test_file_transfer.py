@@ -12,6 +12,7 @@ import json
 import ntpath
 import os
 import random
+import shutil
 import types
 
 import jsonschema
@@ -633,6 +634,17 @@ def test_a_missing_source_is_named(tmp_path):
     # A receive says so, names the path on the device and what to check there.
     assert received["msg"].startswith(f"Receiving failed: Could not find file '{FOLDER}\\nope.txt'."), received["msg"]
     assert "Check src: it must name an existing file on DESK-1 " in received["msg"]
+
+
+def test_a_receive_the_controller_has_no_room_for_is_refused_before_a_byte_moves(tmp_path, monkeypatch):
+    device = FakeDevice()
+    _received(device)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert result["failed"] is True and result["error_code"] == "disk_full", result["msg"]
+    assert "not enough space on the controller: 60000 bytes are needed and 1000 bytes are free" in result["msg"]
+    assert not device.streams and os.listdir(tmp_path) == []
 
 
 def test_a_device_folder_is_not_received(tmp_path):

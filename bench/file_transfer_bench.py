@@ -10,7 +10,7 @@ lists every repeat's MB/s: on a shared two-core machine one transfer of a few se
 
 - module: file_transfer's core (module_utils/file_transfer.py) as the action plugin runs it, through the collection's
   WinRM client: facts, session, prepare, then one streaming command with device-sized chunks.
-- ansible put_file (the issue's baseline): what ansible.builtin.winrm does for put_file, base64 lines through one
+- ansible put_file (the baseline docs/benchmarks.md compares with): what ansible.builtin.winrm does for put_file, base64 lines through one
   command's stdin, every Send sized for pywinrm's default envelope (150 KiB), SHA-1 on the device, the controller's
   SHA-1 afterwards. Also with Ansible's own read size (250,000 bytes, ~445 KB Sends), which the same plugin uses.
 - ansible fetch_file: one command per 512 KiB, answered in base64, received with pywinrm's default envelope.
@@ -47,6 +47,7 @@ from lablib import RunningLab, protocol_for  # noqa: E402
 from ansible_collections.remote_support.windows.plugins.module_utils import (  # noqa: E402
     device_script,
     file_transfer,
+    file_transfer_workers,
     support_session,
 )
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
@@ -202,7 +203,7 @@ def ceiling(client: WinRMClient, direction: str, size: int, max_envelope_kb: int
             for message in iter(ready.get, None):
                 command.send_message(message)
         # Received on a second thread, ahead of the caller, as the module does.
-        reader = file_transfer.OutputReader(command)
+        reader = file_transfer_workers.OutputReader(command)
         reader.start()
         try:
             while not reader.ended:

@@ -23,12 +23,12 @@ class ActionModule(DeviceAction):
     def run_on_device(self, client: t.Any, args: dict[str, t.Any], task_vars: dict[str, t.Any]) -> dict[str, t.Any]:
         problem = device_info.idle_after_problem(args["idle_after"])
         if problem:
-            return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {problem}",
+            return {"failed": True, "changed": False, "msg": f"{file_transfer.failure_words(args['direction'])}: {problem}",
                     "error_code": "invalid_option"}
         refused = file_transfer.option_error(args)  # before any path is looked at, here or on the device
         if refused is not None:
-            return {"failed": True, "changed": False, "msg": f"{file_transfer.FAILED}: {refused}",
-                    "error_code": "invalid_option"}
+            return {"failed": True, "changed": False, "error_code": "invalid_option",
+                    "msg": f"{file_transfer.failure_words(args['direction'])}: {refused}"}
         options = dict(args, requested_by=session_gate.requester(args["requested_by"], client.settings))
         if args["direction"] == "to_device":
             options["src"] = self.local_source(args["src"])

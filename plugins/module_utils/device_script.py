@@ -171,7 +171,7 @@ def with_libraries(name: str, text: str) -> str:
     """TEXT with each `# library: NAME` line replaced by that library's text; each library goes in once."""
     taken: list[str] = []
 
-    def insert(match: re.Match) -> str:
+    def insert(match: re.Match[str]) -> str:
         wanted = match.group(1)
         if wanted in taken:
             raise ValueError(f"device script {name} takes the library {wanted} twice")

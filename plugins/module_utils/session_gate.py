@@ -47,7 +47,11 @@ def view_of(device_time: str, policy: dict[str, t.Any], user: dict[str, t.Any] |
     except sm.InvalidSessionRecord as error:
         raise SessionError(f"The session record on the device cannot be read ({error}). Check "
                            r"HKLM:\SOFTWARE\RemoteSupport\Session on the device.") from None
-    return DeviceView(parse_utc(device_time), policy, user, record)
+    now = parse_utc(device_time)
+    if now is None:  # the contract requires it; a device that sends none cannot be judged
+        raise SessionError(f"The device did not report its time ({device_time!r}). Check the device's clock and run "
+                           "the task again.")
+    return DeviceView(now, policy, user, record)
 
 
 def is_windows(facts: t.Mapping[str, t.Any]) -> bool:

@@ -166,7 +166,7 @@ class _Reader:
         self.unrecognized.append(dict(event))
         return None
 
-    def transition(self, event: t.Mapping[str, t.Any], match: re.Match) -> None:
+    def transition(self, event: t.Mapping[str, t.Any], match: re.Match[str]) -> None:
         what = SESSION_EVENTS[event["event_id"]]
         found = self.session(match.group("session"), event)
         who, at = match.group("who"), match.group("at")
@@ -197,11 +197,11 @@ class _Reader:
                 found["consents"].append({"answer": what if what == "timed_out" else "denied", "by": who, "at": at})
             found.update(state=what, ended_at=at, ended_by=who)
 
-    def consent_report(self, event: t.Mapping[str, t.Any], match: re.Match) -> None:
+    def consent_report(self, event: t.Mapping[str, t.Any], match: re.Match[str]) -> None:
         # The user's own report of the answer (1010); what counts is the transition the device applied after it.
         self.session(match.group("session"), event)
 
-    def grant(self, event: t.Mapping[str, t.Any], match: re.Match) -> None:
+    def grant(self, event: t.Mapping[str, t.Any], match: re.Match[str]) -> None:
         found = self.session(match.group("session"), event)
         for grant in found["remote_control"]:
             if grant["ended_at"] is None and grant["account"] == match.group("account"):
@@ -217,7 +217,7 @@ class _Reader:
             "ended_by": None, "end_reason": None, "record_id": event["record_id"],
         })
 
-    def grant_end(self, event: t.Mapping[str, t.Any], match: re.Match) -> None:
+    def grant_end(self, event: t.Mapping[str, t.Any], match: re.Match[str]) -> None:
         session_id = match.group("session")
         if session_id == "(unknown)":
             self.other.append({**event, "kind": "remote_control_ended_unrecorded"})
@@ -233,7 +233,7 @@ class _Reader:
             found["remote_control"].append(grant)
         grant.update(ended_at=match.group("at"), ended_by=match.group("by"), end_reason=match.group("reason"))
 
-    def transfer(self, event: t.Mapping[str, t.Any], match: re.Match) -> None:
+    def transfer(self, event: t.Mapping[str, t.Any], match: re.Match[str]) -> None:
         result = TRANSFER_EVENTS[event["event_id"]]
         sent = match.re is _SENT_RE
         completed = match.group("sha256") is not None

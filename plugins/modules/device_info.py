@@ -15,8 +15,6 @@ description:
     authorized only when the status is C(active); otherwise RV(msg) is C(Unable to connect to the device).
   - Does not fail on an idle or unreachable device unless O(require_active=true), so one task can survey a fleet.
   - Runs on the controller (action plugin); read-only, so check mode runs it for real.
-author:
-  - Remote support maintainers (@remote-support)
 options:
   idle_after:
     description:
@@ -28,8 +26,6 @@ options:
       - Fail the task when the device is not C(active).
     type: bool
     default: false
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -37,10 +33,7 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 seealso:
   - module: ansible.windows.win_ping
 """
@@ -150,17 +143,11 @@ detail:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.device_info import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, device_info
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.device_info runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.device_info in a play, not as a raw module.")
+    controller_only.main("device_info", device_info.ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

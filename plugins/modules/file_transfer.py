@@ -39,8 +39,6 @@ description:
     replaced destination keeps its permissions.
   - An option carrying a NUL byte or another control character is refused before anything starts.
   - Runs on the controller (action plugin).
-author:
-  - Remote support maintainers (@remote-support)
 options:
   direction:
     description:
@@ -76,12 +74,6 @@ options:
       - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
         never the controller's own login name.
     type: str
-  idle_after:
-    description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.
-    type: int
-    default: 900
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -89,10 +81,7 @@ attributes:
   diff_mode:
     support: full
     description: Size and SHA-256 of the destination before and after.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
 notes:
   - Progress lines (bytes and percent) are shown at C(-v) during long transfers.
   - Paths on the device must be shorter than 260 characters, as Windows PowerShell 5.1 requires.
@@ -232,17 +221,11 @@ session:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, file_transfer
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.file_transfer runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.file_transfer in a play, not as a raw module.")
+    controller_only.main("file_transfer", file_transfer.ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

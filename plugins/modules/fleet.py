@@ -22,8 +22,6 @@ description:
     that name does, with the same options and the same result.
   - O(action=support) is one support visit per device, from request to end; see O(options).
   - Prints a progress line (done / of N) as devices finish.
-author:
-  - Remote support maintainers (@remote-support)
 options:
   action:
     description:
@@ -83,10 +81,7 @@ attributes:
   diff_mode:
     support: none
     description: Results carry no diff.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.device_task]
 seealso:
   - module: remote_support.windows.device_info
   - module: remote_support.windows.support_session

@@ -26,8 +26,6 @@ description:
   - Starting and stopping are written to the device's Application event log (source C(RemoteSupport.Windows), events
     1020, 1021, and 1022 when the device ends a grant by itself).
   - Runs on the controller (action plugin).
-author:
-  - Remote support maintainers (@remote-support)
 options:
   state:
     description:
@@ -72,12 +70,6 @@ options:
       - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
         never the controller's own login name.
     type: str
-  idle_after:
-    description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.
-    type: int
-    default: 900
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -85,10 +77,7 @@ attributes:
   diff_mode:
     support: none
     description: The returned grant shows the state.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
 notes:
   - The device needs Remote Desktop enabled and the Windows Firewall rule C(Remote Desktop - Shadow (TCP-In)) enabled;
     Home editions have no Remote Desktop host. Each of these, and nobody being logged on, fails with a message that says
@@ -326,18 +315,11 @@ msg:
     2026-11-24T11:00:03Z; the user is asked to allow the connection
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.remote_control import ARGUMENT_SPEC, REQUIRED_IF
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, remote_control
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, required_if=REQUIRED_IF,
-                           supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.remote_control runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.remote_control in a play, not as a raw module.")
+    controller_only.main("remote_control", remote_control.ARGUMENT_SPEC, remote_control.REQUIRED_IF)
 
 
 if __name__ == "__main__":

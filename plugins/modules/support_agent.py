@@ -32,8 +32,6 @@ description:
     M(remote_support.windows.remote_control). The Remote Desktop policy values M(remote_support.windows.support_policy)
     set are left as they are.
   - Runs on the controller (action plugin).
-author:
-  - Remote support maintainers (@remote-support)
 options:
   state:
     description:
@@ -47,8 +45,6 @@ options:
       - Replace a script that is newer on the device than the one this collection ships.
     type: bool
     default: false
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -56,10 +52,7 @@ attributes:
   diff_mode:
     support: full
     description: Each script's version, the heartbeat task and the folder before and after.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 seealso:
   - module: remote_support.windows.device_info
   - module: remote_support.windows.support_policy
@@ -141,17 +134,11 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.support_agent import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, support_agent
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.support_agent runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.support_agent in a play, not as a raw module.")
+    controller_only.main("support_agent", support_agent.ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

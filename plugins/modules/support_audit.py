@@ -22,8 +22,6 @@ description:
   - What each event id means, and how to forward the events to a collector or SIEM, is in the collection's
     docs/audit.md.
   - Runs on the controller (action plugin); read-only, so check mode reads for real.
-author:
-  - Remote support maintainers (@remote-support)
 options:
   since:
     description:
@@ -42,8 +40,6 @@ options:
       - 1 to 100000.
     type: int
     default: 20000
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -51,10 +47,7 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to compare.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 notes:
   - Any local user may write to the Application log, also under the source C(RemoteSupport.Windows). An entry is
     evidence of what a device said, not proof; forward the events as they are written (docs/audit.md).
@@ -232,17 +225,11 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.support_audit import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, support_audit
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.support_audit runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.support_audit in a play, not as a raw module.")
+    controller_only.main("support_audit", support_audit.ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ description:
     (source C(RemoteSupport.Windows), event 1040).
   - The value names, defaults and bounds are in the collection's docs/support-policy.md.
   - Runs on the controller (action plugin).
-author:
-  - Remote support maintainers (@remote-support)
 options:
   state:
     description:
@@ -81,8 +79,6 @@ options:
       - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
         never the controller's own login name.
     type: str
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -90,10 +86,7 @@ attributes:
   diff_mode:
     support: full
     description: The policy before and after, as every reader sees it, with the shadow rule.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task]
 notes:
   - Where a value is absent, unreadable or out of range, every reader uses the default, the module reports it the
     same way in RV(policy), confirmation required, 300 s to answer, 3600 s TTL, remote control V(control), transfers
@@ -226,17 +219,11 @@ msg:
   sample: "Changed: confirmation_required, shadow"
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.support_policy import ARGUMENT_SPEC
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, support_policy
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.support_policy runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.support_policy in a play, not as a raw module.")
+    controller_only.main("support_policy", support_policy.ARGUMENT_SPEC)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,6 @@ description:
     overwriting.
   - Every transition is written to the device's Application event log (source C(RemoteSupport.Windows)).
   - Runs on the controller (action plugin).
-author:
-  - Remote support maintainers (@remote-support)
 options:
   state:
     description:
@@ -79,12 +77,6 @@ options:
     description: Seconds between two reads of the device while waiting for the client.
     type: int
     default: 2
-  idle_after:
-    description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.
-    type: int
-    default: 900
-extends_documentation_fragment:
-  - remote_support.windows.winrm
 attributes:
   check_mode:
     support: full
@@ -92,10 +84,7 @@ attributes:
   diff_mode:
     support: none
     description: The returned session record shows the state.
-  platform:
-    support: full
-    platforms: windows
-    description: Targets Windows devices over WinRM; runs on the controller.
+extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
 notes:
   - WinRM commands run in session 0, which cannot show anything on the user's desktop. The consent prompt reaches the
     logged-on user through scheduled tasks on the device; see the collection's docs/consent-route.md.
@@ -264,18 +253,11 @@ msg:
   sample: Authorized until 2026-11-24T11:00:03Z (3600 s left)
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.remote_support.windows.plugins.module_utils.support_session import ARGUMENT_SPEC, REQUIRED_IF
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
+from ansible_collections.remote_support.windows.plugins.module_utils import controller_only, support_session
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={**WINRM_ARGUMENT_SPEC, **ARGUMENT_SPEC}, required_if=REQUIRED_IF,
-                           supports_check_mode=True)
-    # The work happens in the action plugin on the controller; reaching this code means it was bypassed.
-    module.fail_json(msg="remote_support.windows.support_session runs on the controller through its action plugin; "
-                         "call it as remote_support.windows.support_session in a play, not as a raw module.")
+    controller_only.main("support_session", support_session.ARGUMENT_SPEC, support_session.REQUIRED_IF)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,18 @@ import json
 import ntpath
 import os
 import random
+import shutil
 import types
 
 import jsonschema
 import pytest
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script, file_transfer
+from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer_framing import (
+    FrameReader,
+    LineReader,
+    chunk_for,
+)
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
@@ -29,7 +35,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils.winrm_strea
 
 START = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)
 ENVELOPE_KB = 64  # small chunks keep the tests quick and make several chunks out of little data
-CHUNK = file_transfer.chunk_for(envelope_bytes(ENVELOPE_KB))
+CHUNK = chunk_for(envelope_bytes(ENVELOPE_KB))
 FOLDER = "C:\\Users\\ana\\Documents"
 LOST = "The connection to 10.0.0.5:5986 was lost in the middle of an exchange (Connection to workstation lost)."
 
@@ -620,9 +626,25 @@ def test_a_local_folder_is_refused_as_the_product_refuses_folders(tmp_path):
 
 def test_a_missing_source_is_named(tmp_path):
     device = FakeDevice()
-    assert run(device, src=str(tmp_path / "nope"))["error_code"] == "not_found"
-    assert run(device, direction="from_device", src=FOLDER + "\\nope.txt", dest=str(tmp_path))["error_code"] == \
-        "not_found"
+    sent = run(device, src=str(tmp_path / "nope"))
+    assert sent["error_code"] == "not_found"
+    assert sent["msg"] == f"Sending failed: Could not find file '{tmp_path / 'nope'}' on the controller."
+    received = run(device, direction="from_device", src=FOLDER + "\\nope.txt", dest=str(tmp_path))
+    assert received["error_code"] == "not_found" and received["transfer"]["result"] == "Sending failed"
+    # A receive says so, names the path on the device and what to check there.
+    assert received["msg"].startswith(f"Receiving failed: Could not find file '{FOLDER}\\nope.txt'."), received["msg"]
+    assert "Check src: it must name an existing file on DESK-1 " in received["msg"]
+
+
+def test_a_receive_the_controller_has_no_room_for_is_refused_before_a_byte_moves(tmp_path, monkeypatch):
+    device = FakeDevice()
+    _received(device)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1000))
+    result = run(device, direction="from_device", src=FOLDER + "\\log.bin", dest=str(tmp_path / "log.bin"))
+    assert result["failed"] is True and result["error_code"] == "disk_full", result["msg"]
+    assert "not enough space on the controller: 60000 bytes are needed and 1000 bytes are free" in result["msg"]
+    assert not device.streams and os.listdir(tmp_path) == []
 
 
 def test_a_device_folder_is_not_received(tmp_path):
@@ -696,7 +718,8 @@ def test_deauthorizing_or_expiry_mid_way_stops_cleanly(local_file, tmp_path, dir
         src, dest = FOLDER + "\\log.bin", str(tmp_path / "log.bin")
     result = run(device, direction=direction, src=src, dest=dest)
     assert result["failed"] is True and result["error_code"] == "session_ended"
-    assert result["msg"].startswith("Sending failed: ") and words in result["msg"]
+    failed = "Sending failed: " if direction == "to_device" else "Receiving failed: "
+    assert result["msg"].startswith(failed) and words in result["msg"]
     assert result["transfer"]["result"] == "Sending failed"
     assert device.events == [1031]
     if direction == "to_device":
@@ -737,11 +760,11 @@ def test_the_report_has_what_the_product_shows(local_file):
 
 
 def test_chunks_follow_the_devices_envelope_and_fall_back_to_a_safe_one(local_file):
-    for envelope_kb, chunk in ((500, file_transfer.chunk_for(512000)), (None, file_transfer.chunk_for(153600))):
+    for envelope_kb, chunk in ((500, chunk_for(512000)), (None, chunk_for(153600))):
         device = FakeDevice(envelope_kb=envelope_kb)
         result = run(device, src=local_file(10))
         assert result["transfer"]["chunk_bytes"] == chunk
-    assert file_transfer.chunk_for(512000) > 360 * 1024 > 110 * 1024 > file_transfer.chunk_for(153600)
+    assert chunk_for(512000) > 360 * 1024 > 110 * 1024 > chunk_for(153600)
 
 
 # --- the stream readers -------------------------------------------------------------------------------------------------
@@ -765,7 +788,7 @@ def test_frames_parse_however_the_receives_split_them(seed):
         stream += len(piece).to_bytes(4, "big") + piece
     stream += b"\0\0\0\0" + b'{"kind":"result","outcome":"completed"}\n'
     received = bytearray()
-    reader = file_transfer.FrameReader(received.extend)
+    reader = FrameReader(received.extend)
     messages = []
     for piece in _splits(stream, seed):
         messages += reader.feed(piece)
@@ -774,7 +797,7 @@ def test_frames_parse_however_the_receives_split_them(seed):
 
 def test_lines_parse_however_the_receives_split_them():
     stream = b'{"kind":"ready","offset":0,"prefix_sha256":"x"}\n{"kind":"progress","bytes":5}\n{"kind":"result"}\r\n'
-    reader = file_transfer.LineReader()
+    reader = LineReader()
     messages = []
     for piece in _splits(stream, 1):
         messages += reader.feed(piece)
@@ -783,7 +806,7 @@ def test_lines_parse_however_the_receives_split_them():
 
 def test_a_line_that_is_not_json_is_a_script_error():
     with pytest.raises(DeviceError) as caught:
-        file_transfer.LineReader().feed(b"oops\n")
+        LineReader().feed(b"oops\n")
     assert caught.value.reason == "script"
 
 

@@ -16,7 +16,7 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 
-from ansible_collections.remote_support.windows.plugins.module_utils import session_state
+from ansible_collections.remote_support.windows.plugins.module_utils import session_state, session_state_docs
 from ansible_collections.remote_support.windows.plugins.module_utils.session_state import (
     IllegalTransition, InvalidSessionRecord, SessionConflict, SessionRecord)
 
@@ -25,8 +25,8 @@ NOW = datetime.datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 SPECIALIST = "alice"
 CLIENT = "DESK-0001\\bob"
 
-# PRODUCT.md's table, written out again here on purpose: the tests check the code against the product, not against
-# the code's own table.
+# The allowed-actions table as the product defines it (docs/session-states.md shows it), written out again here on
+# purpose: the tests check the code against the product, not against the code's own table.
 PRODUCT_TABLE = {
     #                       remote_control, file_transfer, request_authorization, deauthorize
     "unavailable": (False, False, False, True),  # deauthorize only while the device answers (idle)
@@ -158,7 +158,7 @@ def test_every_cell_of_the_allowed_actions_table(state, action, device_active, i
     else:
         assert refusal in decision.message
     if not device_active:
-        assert decision.message == "Unable to connect to the device"  # the seed's words, exactly
+        assert decision.message == "Unable to connect to the device"  # the product's words, exactly
 
 
 @pytest.mark.parametrize("state", list(RECORD_IN_STATE))
@@ -567,16 +567,16 @@ DOCS_PAGE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "doc
 def test_the_docs_page_is_rendered_from_the_data():
     with open(DOCS_PAGE, encoding="utf-8") as page:
         written = page.read()
-    assert written == session_state.render_session_states_markdown(), (
+    assert written == session_state_docs.render_session_states_markdown(), (
         "docs/session-states.md differs from the state machine's data in plugins/module_utils/session_state.py; "
         "regenerate it with: scripts/render-session-states")
 
 
 def test_the_diagram_has_every_transition_and_the_derived_state():
-    diagram = session_state.render_mermaid()
+    diagram = session_state_docs.render_mermaid()
     assert diagram.startswith("stateDiagram-v2\n")
     for (source, event), target in session_state.TRANSITIONS.items():
-        label = session_state.TRANSITION_LABELS.get((source, event), event)
+        label = session_state_docs.TRANSITION_LABELS.get((source, event), event)
         assert label.startswith(event)
         assert f"    {source} --> {target} : {label}\n" in diagram
     assert "note right of unavailable" in diagram
@@ -584,7 +584,7 @@ def test_the_diagram_has_every_transition_and_the_derived_state():
 
 
 def test_the_table_renders_the_products_remarks():
-    table = session_state.render_allowed_actions_table()
+    table = session_state_docs.render_allowed_actions_table()
     assert "| `pending_confirmation` | request sent, waiting for the client | no | no | no (already pending) | " \
            "yes (cancels) |" in table
     assert "| yes | yes (Windows only) | yes (renews) | yes |" in table

@@ -141,6 +141,11 @@ class InProcessDevice:
 
     sleep = advance
 
+    def events(self, source: str | None = None, log: str = "Application") -> list[int]:
+        """The ids of the events written to `log` (by `source` when given), oldest first."""
+        return [entry.event_id for entry in self.device.event_log.entries(log)
+                if source is None or entry.source.lower() == source.lower()]
+
     def settle(self) -> None:
         """Runs the device's programs and tasks until none can go on at the current device time."""
         loop = self._loop

@@ -17,9 +17,10 @@ caller raises for a failed script), and, for `start_stream`, `text`: what a coll
 carries. The lab imports nothing of the collection.
 
 A fault the lab injects on a listener has its in-process counterpart where it makes sense: `faults.refuse_connections`
-refuses the shell, `faults.drop_after_bytes` drops the connection once that many bytes of input were sent. Both raise
-`ConnectionLost`/`ConnectionRefusedError`, the OS errors a WinRM client sees; turning them into the caller's own
-errors is the caller's business (`InProcessDevice(error=...)`).
+refuses the shell (ConnectionRefusedError), `faults.blackhole` never answers it (TimeoutError),
+`faults.drop_after_bytes` drops the connection once that many bytes of input were sent (ConnectionLost, a
+ConnectionResetError): the OS errors a WinRM client sees. Turning them into the caller's own errors is the caller's
+business (`InProcessDevice(error=...)`).
 """
 
 from __future__ import annotations
@@ -173,8 +174,11 @@ class InProcessDevice:
     @contextlib.contextmanager
     def shell(self) -> t.Iterator[InProcessDevice]:
         """An open shell (the client is its own shell: nothing is kept per shell in process)."""
-        if self.device.faults.refuse_connections:
+        faults = self.device.faults
+        if faults.refuse_connections:
             raise self._error(ConnectionRefusedError(111, f"{self.device.address}: connection refused"))
+        if faults.blackhole:  # accepted and never answered: the client's read timeout ends the wait
+            raise self._error(TimeoutError(f"{self.device.address} did not answer"))
         yield self
 
     def run_script(self, script: t.Any, script_input: t.Mapping[str, t.Any] | None = None) -> t.Any:

@@ -35,6 +35,7 @@ def lab(tmp_path):
     def make(behaviour="active"):
         device = in_process.device(behaviour, start=START, work_dir=tmp_path / f"lab-{len(clients)}")
         client = in_process.InProcessDevice(device, error=as_device_error)
+        client.settings = SETTINGS  # what the collection's client carries: the cores name the device by it
         clients.append(client)
         return client
 

@@ -122,6 +122,7 @@ class InProcessDevice:
         self.caller = caller
         self.calls: list[tuple[str, t.Any]] = []  # (script name, input) of every script run, in order
         self._error = error or (lambda exc: exc)
+        self._before: dict[str, t.Callable[[], None]] = {}
         self._sent_bytes = 0  # input sent since the device's drop_after_bytes was set
         self._loop = _DeviceTimeLoop(lab_device.clock)
         self._scheduler = TaskScheduler([lab_device])
@@ -181,6 +182,11 @@ class InProcessDevice:
             raise self._error(TimeoutError(f"{self.device.address} did not answer"))
         yield self
 
+    def before(self, script_name: str, action: t.Callable[[], None]) -> None:
+        """Runs `action` once, just before the next command that runs `script_name`: something that happens on the
+        device between a caller's read and its write (another specialist's change, a user's logoff)."""
+        self._before[script_name] = action
+
     def run_script(self, script: t.Any, script_input: t.Mapping[str, t.Any] | None = None) -> t.Any:
         with self.shell() as shell:
             return shell.run(script, script_input)
@@ -188,6 +194,9 @@ class InProcessDevice:
     def run(self, script: t.Any, script_input: t.Mapping[str, t.Any] | None = None) -> t.Any:
         """Runs a device script as one command and returns what `script.parse_result` makes of its output."""
         script_input = dict(script_input or {})
+        action = self._before.pop(_name(script), None)
+        if action is not None:
+            action()
         self.calls.append((_name(script), script_input))
         payload = script.stdin_payload(script_input)
         self._count_input(len(payload))

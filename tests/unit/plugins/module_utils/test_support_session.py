@@ -6,7 +6,6 @@ the lab's user does; time is the device's clock."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 
 import pytest
@@ -59,29 +58,11 @@ def reads(device):
     return sum(1 for name, _input in device.calls if name == "get_support_session")
 
 
-class RacingShell:
-    """The device's shell, with another specialist's task run on the same device just before our first write."""
-
-    def __init__(self, device, other):
-        self.device = device
-        self.other = other
-
-    @contextlib.contextmanager
-    def shell(self):
-        yield self
-
-    def run(self, script, script_input=None):
-        if script.name == "set_support_session" and self.other is not None:
-            other, self.other = self.other, None
-            other()
-        return self.device.run(script, script_input)
-
-
-def run(device, check_mode=False, shell=None, **options):
+def run(device, check_mode=False, **options):
     base = {"state": "authorized", "reason": "INC-4711", "requested_by": "jdoe", "wait": True, "wait_timeout": 60,
             "renew_before": 600, "poll_interval": 2, "idle_after": 900}
     base.update(options)
-    return support_session.run(shell or device, base, check_mode=check_mode, controller_now=device.now,
+    return support_session.run(device, base, check_mode=check_mode, controller_now=device.now,
                                sleep=device.sleep, monotonic=device.monotonic)
 
 
@@ -227,7 +208,8 @@ def test_the_losing_writer_reports_who_changed_it(lab):
     def other_specialist_renews():
         run(device, reason="printer queue stuck", requested_by="scheduler")
 
-    result = run(device, shell=RacingShell(device, other_specialist_renews))
+    device.before("set_support_session", other_specialist_renews)
+    result = run(device)
     assert result["failed"] is True
     assert "changed by scheduler at" in result["msg"]
     assert record_of(device)["requested_by"] == "scheduler"  # the winner's write stands

@@ -27,13 +27,13 @@ def as_device_error(exc):
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path_factory):
     """lab(behaviour="active") -> an InProcessDevice of a fresh lab device with that scenario behaviour (see the
     lab's README); its clock starts at START and moves only with advance()."""
     clients = []
 
     def make(behaviour="active"):
-        device = in_process.device(behaviour, start=START, work_dir=tmp_path / f"lab-{len(clients)}")
+        device = in_process.device(behaviour, start=START, work_dir=tmp_path_factory.mktemp("lab"))
         client = in_process.InProcessDevice(device, error=as_device_error)
         client.settings = SETTINGS  # what the collection's client carries: the cores name the device by it
         clients.append(client)

@@ -18,8 +18,9 @@ carries. The lab imports nothing of the collection.
 
 A fault the lab injects on a listener has its in-process counterpart where it makes sense: `faults.refuse_connections`
 refuses the shell (ConnectionRefusedError), `faults.blackhole` never answers it (TimeoutError),
-`faults.drop_after_bytes` drops the connection once that many bytes of input were sent (ConnectionLost, a
-ConnectionResetError): the OS errors a WinRM client sees. Turning them into the caller's own errors is the caller's
+`faults.drop_after_bytes` and `faults.drop_after_response_bytes` drop the connection once that many bytes of input
+were sent or of output received (ConnectionLost, a ConnectionResetError; a stream's header is not counted): the OS
+errors a WinRM client sees. Turning them into the caller's own errors is the caller's
 business (`InProcessDevice(error=...)`).
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -42,15 +44,15 @@ from .emulation.powershell import device_scripts_dir
 from .process import Identity, Process, ReceiveResult, windows_account_name
 from .scenarios import BEHAVIOURS, LAB_USER, DeviceSetup, build_fleet
 from .tasks import TaskScheduler
-from .winrs import default_environment
+from .winrs import RECEIVE_ENVELOPE_OVERHEAD, default_environment
 
 # A moment every in-process device starts at unless told otherwise (a Tuesday morning, in UTC).
 DEFAULT_START = datetime.datetime(2026, 11, 24, 10, 0, 0, tzinfo=datetime.timezone.utc)
 # What a Receive waits for output before the device answers that there is none yet (pywinrm's default
 # operation timeout): an empty Receive costs the device this much time.
 OPERATION_TIMEOUT_SECONDS = 20.0
-# What one Receive may carry: a 500 KiB envelope's worth of base64, as the WinRS layer hands out.
-RECEIVE_MAX_BYTES = 360 * 1024
+# What one Receive may carry without an envelope size asked for: a 500 KiB envelope's worth of base64.
+DEFAULT_ENVELOPE_BYTES = 500 * 1024
 
 
 class ConnectionLost(ConnectionResetError):
@@ -113,6 +115,19 @@ class _DeviceTimeLoop(asyncio.SelectorEventLoop):
         return not ready and not any(not handle.cancelled() and handle.when() < now + self._clock_resolution for handle in scheduled)
 
 
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs what a program hands to a thread (asyncio.to_thread: file writes, hashing) at once, in the loop's thread:
+    a settled device has no work in flight that the loop cannot see."""
+
+    def submit(self, fn: t.Callable[..., t.Any], /, *args: t.Any, **kwargs: t.Any) -> concurrent.futures.Future[t.Any]:
+        future: concurrent.futures.Future[t.Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # handed to the awaiting program, as a thread's exception is
+            future.set_exception(error)
+        return future
+
+
 class InProcessDevice:
     """A client of one lab device, run in the caller's thread. Use as a context manager (or call `close`)."""
 
@@ -124,7 +139,10 @@ class InProcessDevice:
         self._error = error or (lambda exc: exc)
         self._before: dict[str, t.Callable[[], None]] = {}
         self._sent_bytes = 0  # input sent since the device's drop_after_bytes was set
+        self._received_bytes = 0  # output received since the device's drop_after_response_bytes was set
+        self.streams: list[StreamingCommand] = []  # every command start_stream started, in order
         self._loop = _DeviceTimeLoop(lab_device.clock)
+        self._loop.set_default_executor(_InlineExecutor(max_workers=1))
         self._scheduler = TaskScheduler([lab_device])
         self._loop.run_until_complete(self._scheduler.start())
         self.settle()
@@ -208,8 +226,9 @@ class InProcessDevice:
                                f"{self.now():%Y-%m-%dT%H:%M:%SZ}: it waits for device time to pass")
         stdout, stderr = bytearray(), bytearray()
         while True:
-            result = self._loop.run_until_complete(process.receive(1.0, RECEIVE_MAX_BYTES))
+            result = self._loop.run_until_complete(process.receive(1.0, _receive_bytes(None)))
             assert result is not None  # the process has ended: its output is there
+            self._count_output(len(result.stdout) + len(result.stderr))
             stdout += result.stdout
             stderr += result.stderr
             if result.done:
@@ -219,6 +238,9 @@ class InProcessDevice:
                      envelope: int | None = None) -> StreamingCommand:
         """Starts `script` through the streaming bootstrap and sends its header (the length of the JSON document,
         a line feed, the document), as stream_bootstrap.ps1 reads it."""
+        action = self._before.pop(_name(script), None)
+        if action is not None:
+            action()
         self.calls.append((_name(script), dict(script_input)))
         directory = device_scripts_dir()
         if directory is None:
@@ -229,8 +251,10 @@ class InProcessDevice:
                                "-EncodedCommand", encoded])
         document = json.dumps({"script": script.text, "input": dict(script_input)},
                               separators=(",", ":")).encode("utf-8")
+        self._loop.run_until_complete(process.send_stdin(f"{len(document)}\n".encode("ascii") + document, False))
+        self.settle()
         command = StreamingCommand(self, process, envelope)
-        command.send(f"{len(document)}\n".encode("ascii") + document)
+        self.streams.append(command)
         return command
 
     def _start(self, arguments: list[str]) -> Process:
@@ -251,14 +275,26 @@ class InProcessDevice:
             self._sent_bytes = 0
             raise self._error(ConnectionLost(104, f"the connection to {self.device.address} was lost"))
 
+    def _count_output(self, size: int) -> None:
+        faults = self.device.faults
+        if faults.drop_after_response_bytes is None:
+            self._received_bytes = 0
+            return
+        self._received_bytes += size
+        if self._received_bytes > faults.drop_after_response_bytes:
+            faults.drop_after_response_bytes = None  # once; the output of that Receive is lost with it
+            self._received_bytes = 0
+            raise self._error(ConnectionLost(104, f"the connection to {self.device.address} was lost"))
+
 
 class StreamingCommand:
     """A command started by `start_stream`: `send` is one Send to its stdin, `receive` one Receive of its output."""
 
     def __init__(self, client: InProcessDevice, process: Process, envelope: int | None) -> None:
         self._client = client
-        self._process = process
+        self.process = process
         self.envelope = envelope
+        self.sends: list[int] = []  # the data size of every Send after the header
         self.done = False
         self.exit_code: int | None = None
 
@@ -271,10 +307,11 @@ class StreamingCommand:
 
     def send_message(self, message: tuple[bytes, bool]) -> None:
         data, end = message
+        self.sends.append(len(data))
         self._client._count_input(len(data))
-        if self._process.done:
+        if self.process.done:
             return  # an ended program's stdin is read by nobody
-        self._client._loop.run_until_complete(self._process.send_stdin(data, end))
+        self._client._loop.run_until_complete(self.process.send_stdin(data, end))
         self._client.settle()
 
     def receive(self) -> ReceiveResult:
@@ -282,24 +319,30 @@ class StreamingCommand:
         the operation timeout (its clock moves on) and answers with nothing."""
         client = self._client
         client.settle()
-        io = self._process.io
-        if not (getattr(io, "_stdout") or getattr(io, "_stderr") or self._process.done):
+        io = self.process.io
+        if not (getattr(io, "_stdout") or getattr(io, "_stderr") or self.process.done):
             client.advance(OPERATION_TIMEOUT_SECONDS)
-            if not (getattr(io, "_stdout") or getattr(io, "_stderr") or self._process.done):
+            if not (getattr(io, "_stdout") or getattr(io, "_stderr") or self.process.done):
                 return ReceiveResult(b"", b"", False, None)
-        result = client._loop.run_until_complete(self._process.receive(1.0, RECEIVE_MAX_BYTES))
+        result = client._loop.run_until_complete(self.process.receive(1.0, _receive_bytes(self.envelope)))
         assert result is not None
         client.settle()  # a writer waiting for room in the pipe goes on
+        client._count_output(len(result.stdout) + len(result.stderr))
         if result.done:
             self.done, self.exit_code = True, result.exit_code
         return result
 
     def terminate(self) -> None:
         """Ends the command (Signal terminate) if it still runs."""
-        if not self._process.done:
-            self._process.signal("terminate")
+        if not self.process.done:
+            self.process.signal("terminate")
             self._client.settle()
         self.done = True
+
+
+def _receive_bytes(envelope: int | None) -> int:
+    """Output one Receive carries in an envelope of that size (base64 in whole 3-byte groups), as WinRS hands out."""
+    return max(3, ((envelope or DEFAULT_ENVELOPE_BYTES) - RECEIVE_ENVELOPE_OVERHEAD) * 3 // 4 // 3 * 3)
 
 
 def _name(script: t.Any) -> str:

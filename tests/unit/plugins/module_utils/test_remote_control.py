@@ -325,7 +325,9 @@ def test_stopped_removes_the_grant_and_puts_back_what_it_changed_idempotently(la
     stopped = run(device, state="stopped")
     assert stopped["changed"] is True and stopped["msg"].startswith(f"Ended {SPECIALIST}'s remote control")
     assert stopped["listener_entry_removed"] is True and stopped["shadow_policy_restored"] is True
-    assert grant_of(device) is None and lab_rdp.listener_entry(device.device, lab_rdp.account_sid(device.device, SPECIALIST)) is None and shadow_policy(device) == 2 and end_task(device) is None
+    sid = lab_rdp.account_sid(device.device, SPECIALIST)
+    assert grant_of(device) is None and lab_rdp.listener_entry(device.device, sid) is None
+    assert shadow_policy(device) == 2 and end_task(device) is None
     assert names(device)[-1] == "stop_remote_control" and names(device).count("get_device_facts") == 1
     again = run(device, state="stopped")
     assert again["changed"] is False and again["msg"] == "No remote control is granted on the device"

@@ -7,7 +7,6 @@ a newer one."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 
 import pytest

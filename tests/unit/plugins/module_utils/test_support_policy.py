@@ -14,7 +14,6 @@ from ansible_collections.remote_support.windows.plugins.module_utils import devi
 from ansible_collections.remote_support.windows.plugins.module_utils import support_policy as sp
 
 
-
 def _script_text(name):
     return device_script.load(name).text
 

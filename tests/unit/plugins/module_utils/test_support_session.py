@@ -139,12 +139,11 @@ def test_idle_device_is_blocked_with_the_seed_message(lab):
 
 def test_unreachable_device_is_blocked_but_query_does_not_fail(lab):
     device = lab("port_closed")
-    options = {"state": "authorized", "requested_by": "jdoe", "reason": "INC-4711"}
-    result = run(device, **options)
+    result = run(device)
     assert result["failed"] is True and result["connection"]["reason"] == "refused"
-    revoke = run(device, **dict(options, state="deauthorized"))
+    revoke = run(device, state="deauthorized")
     assert revoke["failed"] is True and revoke["msg"] == "Unable to connect to the device"
-    query = run(device, **dict(options, state="query"))
+    query = run(device, state="query")
     assert query["failed"] is False and query["state"] == "unavailable"
 
 

@@ -138,8 +138,7 @@ class InProcessDevice:
         self.calls: list[tuple[str, t.Any]] = []  # (script name, input) of every script run, in order
         self._error = error or (lambda exc: exc)
         self._before: dict[str, t.Callable[[], None]] = {}
-        self._sent_bytes = 0  # input sent since the device's drop_after_bytes was set
-        self._received_bytes = 0  # output received since the device's drop_after_response_bytes was set
+        self._counted: dict[str, int] = {}  # bytes since each drop fault was set (input or output)
         self.streams: list[StreamingCommand] = []  # every command start_stream started, in order
         self._loop = _DeviceTimeLoop(lab_device.clock)
         self._loop.set_default_executor(_InlineExecutor(max_workers=1))
@@ -265,25 +264,20 @@ class InProcessDevice:
         return self._loop.run_until_complete(start())
 
     def _count_input(self, size: int) -> None:
-        faults = self.device.faults
-        if faults.drop_after_bytes is None:
-            self._sent_bytes = 0
-            return
-        self._sent_bytes += size
-        if self._sent_bytes > faults.drop_after_bytes:
-            faults.drop_after_bytes = None  # it fires once, as on a listener
-            self._sent_bytes = 0
-            raise self._error(ConnectionLost(104, f"the connection to {self.device.address} was lost"))
+        self._count("drop_after_bytes", size)
 
     def _count_output(self, size: int) -> None:
-        faults = self.device.faults
-        if faults.drop_after_response_bytes is None:
-            self._received_bytes = 0
-            return
-        self._received_bytes += size
-        if self._received_bytes > faults.drop_after_response_bytes:
-            faults.drop_after_response_bytes = None  # once; the output of that Receive is lost with it
-            self._received_bytes = 0
+        self._count("drop_after_response_bytes", size)  # the output of the Receive that crosses it is lost
+
+    def _count(self, fault: str, size: int) -> None:
+        """Counts bytes toward a drop fault of the device's (drop_after_bytes, drop_after_response_bytes) since it
+        was set, and drops the connection once they pass it, as a listener does."""
+        limit = getattr(self.device.faults, fault)
+        counted = self._counted.get(fault, 0) + size if limit is not None else 0
+        self._counted[fault] = counted
+        if limit is not None and counted > limit:
+            setattr(self.device.faults, fault, None)  # it fires once
+            self._counted[fault] = 0
             raise self._error(ConnectionLost(104, f"the connection to {self.device.address} was lost"))
 
 

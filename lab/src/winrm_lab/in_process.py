@@ -112,7 +112,8 @@ class _DeviceTimeLoop(asyncio.SelectorEventLoop):
         now = self.time()
         ready = getattr(self, "_ready")
         scheduled = getattr(self, "_scheduled")
-        return not ready and not any(not handle.cancelled() and handle.when() < now + self._clock_resolution for handle in scheduled)
+        due = now + self._clock_resolution
+        return not ready and not any(not handle.cancelled() and handle.when() < due for handle in scheduled)
 
 
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):

@@ -233,6 +233,8 @@ class Device:
     free_space_bytes: int = 50 * 1024**3
     # Files and folders whose ACL denies the WinRM account, as full Windows paths in lower case: opening, creating
     # or replacing anything at or under one fails with "Access to the path '...' is denied."
+    # A registry key listed here (HKLM:\\... in lower case) refuses writes with "Requested registry access is not
+    # allowed."
     denied_paths: set[str] = dataclasses.field(default_factory=set)
     # Files a program on the device holds open without sharing (a mail store, a database), as full Windows paths in
     # lower case: opening one fails with "The process cannot access the file '...' because it is being used by

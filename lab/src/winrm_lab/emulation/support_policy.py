@@ -66,6 +66,13 @@ def read(device: Device) -> dict[str, t.Any]:
     return {"policy_key_exists": values is not None, "values": values or {}, "shadow": shadow}
 
 
+def check_writable(device: Device, path: str) -> None:
+    """A key whose ACL denies the WinRM account (listed in `Device.denied_paths`) refuses every write, as
+    Set-ItemProperty does with .NET's SecurityException."""
+    if path.lower() in device.denied_paths:
+        raise DeviceScriptError("Requested registry access is not allowed.")
+
+
 def write(device: Device, path: str, name: str, kind: str, data: t.Any) -> None:
     if kind in ("DWord", "QWord"):
         device.registry.set(path, name, int(data))

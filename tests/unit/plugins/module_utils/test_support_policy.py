@@ -5,83 +5,37 @@ say, and the rules every reader of the policy shares."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 
-import jsonschema
 import pytest
+from winrm_lab.emulation import support_policy as lab_policy
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 from ansible_collections.remote_support.windows.plugins.module_utils import support_policy as sp
-from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
-
-NOW = "2026-11-24T10:00:00Z"
-
-
-def _contract(name):
-    with open(os.path.join(device_script.SCRIPTS_DIR, f"{name}.contract.json"), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-CONTRACTS = {name: _contract(name) for name in ("get_support_policy", "set_support_policy")}
 
 
 def _script_text(name):
     return device_script.load(name).text
 
 
-class FakeDevice:
-    """A device's policy key and shadow value, answering the two policy scripts by their contracts."""
+def policy_device(lab, values=None, shadow=None):
+    """A lab device whose policy key holds `values` (name -> value, kept as the registry keeps it: text is REG_SZ, a
+    number REG_DWORD) and whose RDP shadow rule is `shadow` (None: no value)."""
+    device = lab()
+    for name, value in (values or {}).items():
+        device.device.registry.set(lab_policy.POLICY_KEY, name, value)
+    if shadow is not None:
+        device.device.registry.set(lab_policy.SHADOW_KEY, "Shadow", shadow)
+    return device
 
-    def __init__(self, values=None, shadow=None, fail=None):
-        self.values = dict(values or {})
-        self.key_exists = values is not None
-        self.shadow = shadow
-        self.fail = fail
-        self.calls = []
 
-    def shell(self):
-        if self.fail:
-            raise self.fail
-        return self
+def stored(device):
+    """The policy key and the shadow rule as the device keeps them (what get_support_policy.ps1 reports)."""
+    return lab_policy.read(device.device)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        return False
-
-    def run(self, script, script_input=None):
-        contract = CONTRACTS[script.name]
-        jsonschema.validate(script_input or {}, contract["input"])
-        self.calls.append((script.name, script_input))
-        answer = getattr(self, script.name)(script_input or {})
-        jsonschema.validate(answer, contract["output"])
-        return answer
-
-    def stored(self):
-        return {"device_time": NOW, "policy_key_exists": self.key_exists, "values": dict(self.values),
-                "shadow": self.shadow}
-
-    def get_support_policy(self, _input):
-        return {"script_version": 1, **self.stored()}
-
-    def set_support_policy(self, request):
-        written = len(request["values"]) + (request["shadow"] is not None)
-        for entry in request["values"]:
-            self.values[entry["name"]] = {"kind": entry["kind"], "data": entry["data"]}
-        if request["shadow"] is not None:
-            self.shadow = dict(request["shadow"])
-        if written:
-            self.key_exists = True
-            self.values["ChangedBy"] = {"kind": "String", "data": request["changed_by"]}
-            self.values["ChangedAt"] = {"kind": "String", "data": NOW}
-        return {"script_version": 1, "written": written, **self.stored()}
-
-    @property
-    def writes(self):
-        return [call for call in self.calls if call[0] == "set_support_policy"]
+def writes(device):
+    return [call for call in device.calls if call[0] == "set_support_policy"]
 
 
 ALL = {"confirmation_required": True, "confirmation_timeout": 300, "session_ttl": 3600,
@@ -101,8 +55,8 @@ def run(device, check_mode=False, diff=True, **options):
     ("confirmation_timeout", 0), ("confirmation_timeout", 9), ("confirmation_timeout", 3601),
     ("file_transfer_max_size", 0), ("file_transfer_max_size", 1024 ** 4 + 1), ("session_ttl", True),
 ])
-def test_numbers_outside_their_bounds_are_refused_before_the_device_is_read(name, value):
-    device = FakeDevice()
+def test_numbers_outside_their_bounds_are_refused_before_the_device_is_read(lab, name, value):
+    device = policy_device(lab)
     result = run(device, **{name: value})
     assert result["failed"] is True and name in result["msg"] and "must be" in result["msg"]
     assert device.calls == []
@@ -144,11 +98,11 @@ def test_duplicate_roots_count_once_as_windows_compares_paths():
         sp.normalize_roots([f"C:\\r{i}" for i in range(33)])
 
 
-def test_an_empty_list_of_roots_is_allowed_and_turns_transfers_off():
-    device = FakeDevice()
+def test_an_empty_list_of_roots_is_allowed_and_turns_transfers_off(lab):
+    device = policy_device(lab)
     result = run(device, file_transfer_allowed_roots=[])
     assert result["policy"]["file_transfer_allowed_roots"] == []
-    assert device.values["FileTransferAllowedRoots"] == {"kind": "MultiString", "data": []}
+    assert stored(device)["values"]["FileTransferAllowedRoots"] == {"kind": "MultiString", "data": []}
 
 
 # --- what readers see -------------------------------------------------------------------------------------------------
@@ -183,10 +137,10 @@ def test_unusable_values_read_as_the_defaults_as_get_support_session_reads_them(
 
 @pytest.mark.parametrize("mode,required,value", [("control", True, 1), ("control", False, 2), ("view", True, 3),
                                                  ("view", False, 4), ("none", True, 0), ("none", False, 0)])
-def test_the_shadow_rule_follows_mode_and_confirmation(mode, required, value):
-    device = FakeDevice()
+def test_the_shadow_rule_follows_mode_and_confirmation(lab, mode, required, value):
+    device = policy_device(lab)
     result = run(device, confirmation_required=required, remote_control_mode=mode)
-    assert device.shadow == {"kind": "DWord", "data": value}
+    assert stored(device)["shadow"] == {"kind": "DWord", "data": value}
     assert result["shadow_policy"]["value"] == value
     assert result["shadow_policy"]["meaning"] == sp.SHADOW_MEANINGS[value]
     assert result["policy"]["remote_control_allowed"] == list(sp.REMOTE_CONTROL_ALLOWED[mode])
@@ -198,26 +152,26 @@ def test_an_absent_shadow_value_is_what_windows_does_without_one():
 
 
 # --- changed, check mode, diff ------------------------------------------------------------------------------------------
-def test_first_run_writes_everything_then_a_second_changes_nothing():
-    device = FakeDevice()
+def test_first_run_writes_everything_then_a_second_changes_nothing(lab):
+    device = policy_device(lab)
     first = run(device, **ALL)
     assert first["changed"] is True
     assert first["changes"] == ["confirmation_required", "confirmation_timeout_seconds", "session_ttl_seconds",
                                 "remote_control_mode", "file_transfer_allowed_roots",
                                 "file_transfer_max_size_bytes", "shadow"]
-    assert device.values["FileTransferMaxSizeBytes"] == {"kind": "QWord", "data": 4294967296}
-    assert device.values["ChangedBy"]["data"] == "jdoe"
+    assert stored(device)["values"]["FileTransferMaxSizeBytes"] == {"kind": "QWord", "data": 4294967296}
+    assert stored(device)["values"]["ChangedBy"]["data"] == "jdoe"
     second = run(device, **ALL)
     assert second["changed"] is False and second["changes"] == []
-    assert len(device.writes) == 1
+    assert len(writes(device)) == 1
 
 
-def test_only_what_differs_is_written_and_audited():
-    device = FakeDevice()
+def test_only_what_differs_is_written_and_audited(lab):
+    device = policy_device(lab)
     run(device, **ALL)
     result = run(device, **{**ALL, "confirmation_required": False})
     assert result["changes"] == ["confirmation_required", "shadow"]
-    request = device.writes[-1][1]
+    request = writes(device)[-1][1]
     assert request["values"] == [{"name": "ConfirmationRequired", "kind": "DWord", "data": 0}]
     assert request["shadow"] == {"kind": "DWord", "data": 2}
     assert request["audit"]["event_id"] == sp.POLICY_CHANGED_EVENT_ID
@@ -228,8 +182,8 @@ def test_only_what_differs_is_written_and_audited():
     assert result["diff"]["after"]["shadow"] == 2
 
 
-def test_check_mode_reports_what_would_change_and_writes_nothing():
-    device = FakeDevice()
+def test_check_mode_reports_what_would_change_and_writes_nothing(lab):
+    device = policy_device(lab)
     run(device, **ALL)
     result = run(device, check_mode=True, **{**ALL, "session_ttl": 1800, "remote_control_mode": "view"})
     assert result["changed"] is True
@@ -239,59 +193,62 @@ def test_check_mode_reports_what_would_change_and_writes_nothing():
     assert result["diff"]["before"]["session_ttl_seconds"] == 3600
     assert result["diff"]["after"]["session_ttl_seconds"] == 1800
     assert result["diff"]["after"]["shadow"] == 3
-    assert len(device.writes) == 1
+    assert len(writes(device)) == 1
 
 
-def test_options_not_given_are_left_alone():
-    device = FakeDevice(values={"SessionTtlSeconds": {"kind": "DWord", "data": 7200}})
+def test_options_not_given_are_left_alone(lab):
+    device = policy_device(lab, values={"SessionTtlSeconds": 7200})
     result = run(device, confirmation_timeout=60)
-    assert [entry["name"] for entry in device.writes[0][1]["values"]] == ["ConfirmationTimeoutSeconds"]
+    assert [entry["name"] for entry in writes(device)[0][1]["values"]] == ["ConfirmationTimeoutSeconds"]
     assert result["policy"]["session_ttl_seconds"] == 7200
 
 
-def test_a_value_of_the_wrong_kind_is_rewritten_even_when_it_reads_the_same():
-    device = FakeDevice(values={"SessionTtlSeconds": {"kind": "String", "data": "3600"}},
-                        shadow={"kind": "DWord", "data": 1})
+def test_a_value_of_the_wrong_kind_is_rewritten_even_when_it_reads_the_same(lab):
+    device = policy_device(lab, values={"SessionTtlSeconds": "3600"}, shadow=1)
     result = run(device, session_ttl=3600)
     assert result["changed"] is True and result["changes"] == ["session_ttl_seconds"]
-    assert device.values["SessionTtlSeconds"] == {"kind": "DWord", "data": 3600}
+    assert stored(device)["values"]["SessionTtlSeconds"] == {"kind": "DWord", "data": 3600}
 
 
-def test_a_number_in_either_number_kind_is_the_same_number():
-    device = FakeDevice(values={"FileTransferMaxSizeBytes": {"kind": "DWord", "data": 1000},
-                                "ConfirmationTimeoutSeconds": {"kind": "QWord", "data": 60}},
-                        shadow={"kind": "DWord", "data": 1})
+def test_a_number_in_either_number_kind_is_the_same_number(lab):
+    # The module writes FileTransferMaxSizeBytes as a REG_QWORD; a REG_DWORD of the same number is the same number.
+    device = policy_device(lab, values={"FileTransferMaxSizeBytes": 1000, "ConfirmationTimeoutSeconds": 60},
+                           shadow=1)
+    assert stored(device)["values"]["FileTransferMaxSizeBytes"]["kind"] == "DWord"
     result = run(device, file_transfer_max_size=1000, confirmation_timeout=60)
     assert result["changed"] is False
 
 
-def test_the_shadow_rule_is_left_alone_when_not_managed():
-    device = FakeDevice(shadow={"kind": "DWord", "data": 4})
+def test_the_shadow_rule_is_left_alone_when_not_managed(lab):
+    device = policy_device(lab, shadow=4)
     result = run(device, manage_shadow_policy=False, confirmation_required=True)
-    assert device.shadow == {"kind": "DWord", "data": 4}
+    assert stored(device)["shadow"] == {"kind": "DWord", "data": 4}
     assert result["changes"] == ["confirmation_required"]
     assert result["shadow_policy"]["managed"] is False and result["shadow_policy"]["value"] == 4
 
 
-def test_query_reads_and_never_writes():
-    device = FakeDevice(values={"ConfirmationRequired": {"kind": "DWord", "data": 0}})
+def test_query_reads_and_never_writes(lab):
+    device = policy_device(lab, values={"ConfirmationRequired": 0})
     result = run(device, state="query", session_ttl=0)  # options are not checked or applied when only reading
-    assert result["changed"] is False and device.writes == []
+    assert result["changed"] is False and writes(device) == []
     assert result["policy"]["confirmation_required"] is False
 
 
-def test_an_unreachable_device_fails_with_the_reason():
-    device = FakeDevice(fail=DeviceError("refused", "Connection refused by 127.0.0.1:5986"))
+def test_an_unreachable_device_fails_with_the_reason(lab):
+    device = policy_device(lab)
+    device.device.faults.refuse_connections = True
     result = run(device, **ALL)
-    assert result["failed"] is True and result["msg"] == ("Unable to connect to the device: Connection refused "
-                                                                   "by 127.0.0.1:5986")
+    assert result["failed"] is True and result["msg"].startswith("Unable to connect to the device: ")
+    assert "refused the connection. Check that the device is on" in result["msg"]
     assert result["connection"]["reason"] == "refused" and result["device_status"] == "unreachable"
 
 
-def test_a_script_failure_says_what_the_device_said():
-    device = FakeDevice(fail=DeviceError("script", "The device script 'set_support_policy' failed: Access denied"))
+def test_a_script_failure_says_what_the_device_said(lab):
+    device = policy_device(lab)
+    device.device.denied_paths.add(lab_policy.POLICY_KEY.lower())  # the key's ACL denies the WinRM account
     result = run(device, **ALL)
-    assert result["failed"] is True and "Access denied" in result["msg"]
+    assert result["failed"] is True and "Requested registry access is not allowed" in result["msg"]
+    assert stored(device)["policy_key_exists"] is False  # nothing was written
 
 
 # --- one set of names ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any]:
     entries = list(script_input["values"])
     shadow = script_input["shadow"]
     written = len(entries) + (1 if shadow is not None else 0)
+    if written:  # checked before the first write: a refused write leaves every value as it was
+        support_policy.check_writable(device, support_policy.POLICY_KEY)
+        if shadow is not None:
+            support_policy.check_writable(device, support_policy.SHADOW_KEY)
     with device.lock:
         if written:
             for entry in entries:

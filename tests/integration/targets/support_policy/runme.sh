@@ -74,7 +74,7 @@ grep -E "^$(host_of wrong_credentials) +unreachable auth: " "$LAB_DIR/first.txt"
 grep -E "^$untouched +changed " "$LAB_DIR/first.txt"
 ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.enforce_policy -e report_file="$LAB_DIR/second.txt"
 grep -Fx "20 devices: 0 changed, 12 unchanged, 8 unreachable, 0 failed" "$LAB_DIR/second.txt"
-# strict: the same run fails because devices could not be reached.
-if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.enforce_policy -e strict=true; then
-    echo "strict=true passed although 8 devices could not be reached" >&2; exit 1
+# fail_when_unhandled: the same run fails because devices could not be reached.
+if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.enforce_policy -e fail_when_unhandled=true; then
+    echo "fail_when_unhandled=true passed although 8 devices could not be reached" >&2; exit 1
 fi

@@ -36,7 +36,7 @@ def check_words(line: str, device: dict) -> None:
 
 
 def check_device_info(fleet: list[dict], text: str) -> None:
-    table, _, rest = text.partition("\n\n")
+    table, rest = text.split("\n\n", 1)
     rows = table.splitlines()
     header = rows[0]
     starts = [match.start() for match in re.finditer(r"(?<=  )\S", header)]

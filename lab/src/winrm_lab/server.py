@@ -189,6 +189,8 @@ class LabServer:
 
     # One request ------------------------------------------------------------------------------------------------
     async def _handle(self, device: t.Any, scheme: str, request: web.BaseRequest) -> web.StreamResponse:
+        # The request log (--log-level info): which device was asked what, so a test can show none was contacted.
+        log.info("%s: %s %s %s", device.name, scheme, request.method, request.path)
         body = await self._read_body(device, request)
         faults = device.faults
         if faults.blackhole:

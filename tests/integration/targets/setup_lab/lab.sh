@@ -2,6 +2,8 @@
 # Sourced by the integration targets' runme.sh: starts a winrm-lab fleet on a loopback range of its own, waits
 # until every device listens (the manifest appears only then), and stops it when the target exits.
 #   start_lab COUNT SCENARIO [AUTH]  ->  sets LAB_DIR, LAB_INVENTORY, LAB_MANIFEST (AUTH: winrm-lab --auth, ntlm)
+#   LAB_LOG_LEVEL=info logs every request a device receives to $LAB_DIR/lab.log (the request log); LAB_SEED picks
+#   another fleet (default 7).
 start_lab() {
     local count=$1 scenario=$2 auth=${3:-ntlm}
     LAB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/winrm-lab.XXXXXX")
@@ -9,9 +11,9 @@ start_lab() {
     LAB_MANIFEST="$LAB_DIR/manifest.json"
     # A random 127.x.y.0/24 block, so labs of parallel runs and a running demo do not collide.
     local base="127.$((RANDOM % 200 + 30)).$((RANDOM % 250 + 1)).1"
-    winrm-lab --devices "$count" --scenario "$scenario" --seed 7 --base-address "$base" --auth "$auth" \
-        --work-dir "$LAB_DIR/devices" --inventory "$LAB_INVENTORY" --manifest "$LAB_MANIFEST" \
-        >"$LAB_DIR/lab.log" 2>&1 &
+    winrm-lab --devices "$count" --scenario "$scenario" --seed "${LAB_SEED:-7}" --base-address "$base" \
+        --auth "$auth" --log-level "${LAB_LOG_LEVEL:-warning}" --work-dir "$LAB_DIR/devices" \
+        --inventory "$LAB_INVENTORY" --manifest "$LAB_MANIFEST" >"$LAB_DIR/lab.log" 2>&1 &
     LAB_PID=$!
     trap stop_lab EXIT
     local waited=0

@@ -27,9 +27,10 @@ ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.audit_report -e "rep
 grep -F "5 devices (1 not read, 1 wrapped logs): 6 sessions, 1 denials, 4 transfers" "$LAB_DIR/report.log"
 python check_report.py "$report" "$LAB_DIR/work/journal" "$gone_host" "$CHROMIUM" "$LAB_DIR/chromium"
 
-# strict: the same run fails because a device could not be read; check mode still writes the report.
-if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.audit_report -e "report_dir=$report" -e strict=true; then
-    echo "strict=true passed although a device could not be read" >&2; exit 1
+# fail_when_unhandled: the same run fails because a device could not be read; check mode still writes the report.
+if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.audit_report -e "report_dir=$report" \
+        -e fail_when_unhandled=true; then
+    echo "fail_when_unhandled=true passed although a device could not be read" >&2; exit 1
 fi
 rm -rf "$report"
 ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.audit_report -e "report_dir=$report" --check
@@ -50,4 +51,4 @@ refused "report_dir" -e last=1d
 refused "Give last (a duration such as 7d" -e "report_dir=$report" -e last=a-week
 refused "Give last (a duration such as 7d" -e "report_dir=$report" -e last=1d -e since=2026-11-24
 refused "Give last (a duration such as 7d" -e "report_dir=$report" -e since=yesterday
-refused "strict" -e "report_dir=$report" -e strict=perhaps
+refused "fail_when_unhandled" -e "report_dir=$report" -e fail_when_unhandled=perhaps

@@ -4,7 +4,7 @@ a collect), beside the lab's ceiling; optionally with the lab's model of Windows
 
     python bench/fleet_bench.py [--devices 500] [--forks 50] [--device-latency none|windows]
                                 [--paths device_info,per_host,reauthorize_expiring,end_sessions,mass_support,ceiling]
-                                [--per-host-variables]
+                                [--per-host-variables] [--internal-poll-interval SECONDS]
 
 Controller CPU is the user + system time of ansible-playbook and every process it started (its forks), read from
 getrusage(RUSAGE_CHILDREN) around the run; the lab runs in another process and is not counted. Each run also records
@@ -63,11 +63,12 @@ def grouped_inventory(lab: RunningLab) -> pathlib.Path:
 
 
 INVENTORY: dict[str, pathlib.Path] = {}
+ENVIRONMENT: dict[str, str] = {}
 
 
 def run_playbook(lab: RunningLab, playbook: str, forks: int, extra: list[str] | None = None) -> dict:
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".venv" / "collections"),
-               ANSIBLE_FORKS=str(forks), ANSIBLE_HOST_KEY_CHECKING="false")
+               ANSIBLE_FORKS=str(forks), ANSIBLE_HOST_KEY_CHECKING="false", **ENVIRONMENT)
     load_before = os.getloadavg()[0]
     cpu_before = children_cpu_seconds()
     started = time.monotonic()
@@ -176,10 +177,16 @@ def main() -> dict:
                                            "ceiling")
     parser.add_argument("--per-host-variables", action="store_true",
                         help="hand ansible-playbook the lab's inventory as it is (every variable on every host)")
+    parser.add_argument("--internal-poll-interval", type=float,
+                        help="Ansible's internal_poll_interval (default 0.001 s): how often ansible-playbook polls "
+                             "its workers while a task runs, which costs CPU for as long as the fleet task runs")
     args = parser.parse_args()
+    if args.internal_poll_interval is not None:
+        ENVIRONMENT["ANSIBLE_INTERNAL_POLL_INTERVAL"] = str(args.internal_poll_interval)
     sys.path.insert(0, str(ROOT / ".venv" / "collections"))
     figures: dict = {"devices": args.devices, "device_latency": args.device_latency,
                      "inventory": "per-host variables" if args.per_host_variables else "shared variables grouped",
+                     "internal_poll_interval": args.internal_poll_interval or 0.001,
                      "runs": {}}
     with RunningLab(args.devices, "healthy", device_latency=args.device_latency) as lab:
         if not args.per_host_variables:

@@ -176,14 +176,16 @@ def _self_signed_cert(tmp_path):
     return cert_file, key_file
 
 
-def test_untrusted_certificate_is_tls(tmp_path):
+@pytest.fixture
+def tls_server(tmp_path):
+    """A device whose certificate names somewhere-else.example, not 127.0.0.1; serves one TLS handshake.
+    Yields its port and the certificate's file."""
     cert_file, key_file = _self_signed_cert(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
-    port = server.getsockname()[1]
 
     def serve_one_handshake():
         conn, _address = server.accept()
@@ -196,40 +198,25 @@ def test_untrusted_certificate_is_tls(tmp_path):
 
     thread = threading.Thread(target=serve_one_handshake, daemon=True)
     thread.start()
-    error = probe(settings(port=port, scheme="https", connection_timeout=3))
+    yield server.getsockname()[1], cert_file
     thread.join(5)
     server.close()
+
+
+def test_untrusted_certificate_is_tls(tls_server):
+    port, _cert_file = tls_server
+    error = probe(settings(port=port, scheme="https", connection_timeout=3))
     assert error.reason == "tls"
     assert "ansible_winrm_ca_trust_path" in error.message and "certificate" in error.message
 
 
-def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_checked(tmp_path):
-    # The device's certificate is the CA file itself, but it names somewhere-else.example, not 127.0.0.1: the shared
-    # context must refuse it as the per-connection one did.
-    cert_file, key_file = _self_signed_cert(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    port = server.getsockname()[1]
-
-    def serve_one_handshake():
-        conn, _address = server.accept()
-        try:
-            context.wrap_socket(conn, server_side=True)
-        except (ssl.SSLError, OSError):
-            pass
-        finally:
-            conn.close()
-
-    thread = threading.Thread(target=serve_one_handshake, daemon=True)
-    thread.start()
+def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_checked(tls_server):
+    # The device's certificate is the CA file itself, but it does not name 127.0.0.1: the shared context must refuse
+    # it as the per-connection one did.
+    port, cert_file = tls_server
     trusted = settings(port=port, scheme="https", connection_timeout=3, ca_trust_path=str(cert_file))
     error = probe(trusted)
-    thread.join(5)
-    server.close()
-    assert error.reason == "tls"
+    assert error.reason == "tls" and "mismatch" in error.detail  # the CA is trusted; the name is what fails
 
     sessions = [WinRMClient(trusted)._protocol().transport.session for _device in range(2)]
     contexts = [session.get_adapter(f"https://127.0.0.1:{port}/").poolmanager.connection_pool_kw["ssl_context"]

@@ -241,9 +241,10 @@ def _adjust_session(protocol: t.Any, settings: WinRMSettings) -> None:
         return  # a stand-in for pywinrm (the unit tests' recorders)
     session = transport.build_session()  # public; pywinrm builds it once and keeps it on the transport
     session.trust_env = False
-    if isinstance(session.verify, str) and not session.cert:
+    if isinstance(session.verify, str) and os.path.exists(session.verify) and not session.cert:
         # Only with a CA file and no client certificate: the client certificate is loaded into the context per
-        # connection, which a shared context must not collect.
+        # connection, which a shared context must not collect. A CA path that does not exist is left to requests,
+        # whose error names it.
         session.mount("https://", _DeviceAdapter(_trusting(session.verify)))
 
 

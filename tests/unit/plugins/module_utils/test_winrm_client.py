@@ -210,7 +210,7 @@ def test_untrusted_certificate_is_tls(tls_server):
     assert "ansible_winrm_ca_trust_path" in error.message and "certificate" in error.message
 
 
-def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_checked(tls_server):
+def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_checked(tls_server, monkeypatch):
     # The device's certificate is the CA file itself, but it does not name 127.0.0.1: the shared context must refuse
     # it as the per-connection one did.
     port, cert_file = tls_server
@@ -224,9 +224,11 @@ def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_ch
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode == ssl.CERT_REQUIRED
     assert all(session.trust_env is False and session.verify == str(cert_file) for session in sessions)
-    # No CA file, or validation off: requests' own handling, nothing shared.
-    for other in (settings(port=port), settings(port=port, ca_trust_path=str(cert_file),
-                                                server_cert_validation="ignore")):
+    # No CA file, one that does not exist, or validation off: requests' own handling, nothing shared.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # what pywinrm takes without ca_trust_path
+        monkeypatch.delenv(name, raising=False)
+    for other in (settings(port=port), settings(port=port, ca_trust_path=str(cert_file) + ".missing"),
+                  settings(port=port, ca_trust_path=str(cert_file), server_cert_validation="ignore")):
         adapter = WinRMClient(other)._protocol().transport.session.get_adapter(f"https://127.0.0.1:{port}/")
         assert "ssl_context" not in adapter.poolmanager.connection_pool_kw
 

@@ -99,7 +99,7 @@ def _ntlm_password(password: str) -> str:
     """The password as the "LM:NT" hash pair pyspnego accepts in its place (spnego.client, spnego.NTLMHash).
 
     pyspnego derives both hashes from a password for every authentication, the LM one with a pure-Python DES that
-    costs about 3 ms of CPU: a sixth of a device's probe when a fleet of devices shares one password. Derived once
+    costs about 3 ms of CPU: a tenth of a device's probe when a fleet of devices shares one password. Derived once
     here with pyspnego's own functions (not public: there is no public way to derive them), the handshake is the
     same. A password already in that form is left as it is, as pyspnego would read it."""
     if not password or _NTLM_HASH_FORM.match(password) or _ntlm_hashes is None:

@@ -4,9 +4,15 @@ a collect), beside the lab's ceiling; optionally with the lab's model of Windows
 
     python bench/fleet_bench.py [--devices 500] [--forks 50] [--device-latency none|windows]
                                 [--paths device_info,per_host,reauthorize_expiring,end_sessions,mass_support,ceiling]
+                                [--per-host-variables] [--internal-poll-interval SECONDS]
 
 Controller CPU is the user + system time of ansible-playbook and every process it started (its forks), read from
-getrusage(RUSAGE_CHILDREN) around the run; the lab runs in another process and is not counted.
+getrusage(RUSAGE_CHILDREN) around the run; the lab runs in another process and is not counted. Each run also records
+the load average before and after it: the machine may be shared, and CPU time grows with the load.
+
+The inventory handed to ansible-playbook keeps the connection variables every device shares (user, password,
+transport, CA file, timeouts...) in the group's vars, as a fleet's inventory does; with --per-host-variables it is the
+lab's own inventory, every variable on every host, which costs Ansible more to parse per host.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import tempfile
 import time
 import typing as t
 
+import yaml
+
 from lablib import RunningLab
 from lab_bench import client as ceiling_client
 
@@ -37,13 +45,35 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def grouped_inventory(lab: RunningLab) -> pathlib.Path:
+    """The lab's inventory with the variables every host has with the same value moved to the top group's vars."""
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    top = inventory["all"]["children"]["winrm_lab"]
+    groups = list(top["children"].values())
+    hosts = [variables for group in groups for variables in (group.get("hosts") or {}).values()]
+    shared = {name: value for name, value in hosts[0].items()
+              if all(name in h and h[name] == value for h in hosts)} if hosts else {}
+    for group in groups:
+        for name, variables in (group.get("hosts") or {}).items():
+            group["hosts"][name] = {k: v for k, v in variables.items() if k not in shared} or None
+    top["vars"] = dict(top.get("vars") or {}, **shared)
+    path = lab.directory / "inventory-grouped.yml"
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return path
+
+
+INVENTORY: dict[str, pathlib.Path] = {}
+ENVIRONMENT: dict[str, str] = {}
+
+
 def run_playbook(lab: RunningLab, playbook: str, forks: int, extra: list[str] | None = None) -> dict:
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".venv" / "collections"),
-               ANSIBLE_FORKS=str(forks), ANSIBLE_HOST_KEY_CHECKING="false")
+               ANSIBLE_FORKS=str(forks), ANSIBLE_HOST_KEY_CHECKING="false", **ENVIRONMENT)
+    load_before = os.getloadavg()[0]
     cpu_before = children_cpu_seconds()
     started = time.monotonic()
-    run = subprocess.run(["ansible-playbook", "-i", str(lab.inventory), playbook, *(extra or [])],
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run(["ansible-playbook", "-i", str(INVENTORY.get("path", lab.inventory)), playbook,
+                          *(extra or [])], env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
     cpu = children_cpu_seconds() - cpu_before
     if run.returncode != 0:
@@ -51,7 +81,8 @@ def run_playbook(lab: RunningLab, playbook: str, forks: int, extra: list[str] | 
     devices = lab.devices
     return {"seconds": round(seconds, 1), "devices_per_second": round(devices / seconds, 1),
             "controller_cpu_seconds": round(cpu, 1),
-            "controller_cpu_ms_per_device": round(1000 * cpu / devices, 1), "output": run.stdout}
+            "controller_cpu_ms_per_device": round(1000 * cpu / devices, 1),
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "output": run.stdout}
 
 
 def device_info_fleet(lab: RunningLab, forks: int) -> dict:
@@ -144,10 +175,22 @@ def main() -> dict:
     parser.add_argument("--device-latency", default="none", choices=("none", "windows"))
     parser.add_argument("--paths", default="device_info,per_host,reauthorize_expiring,end_sessions,mass_support,"
                                            "ceiling")
+    parser.add_argument("--per-host-variables", action="store_true",
+                        help="hand ansible-playbook the lab's inventory as it is (every variable on every host)")
+    parser.add_argument("--internal-poll-interval", type=float,
+                        help="Ansible's internal_poll_interval (default 0.001 s): how often ansible-playbook polls "
+                             "its workers while a task runs, which costs CPU for as long as the fleet task runs")
     args = parser.parse_args()
+    if args.internal_poll_interval is not None:
+        ENVIRONMENT["ANSIBLE_INTERNAL_POLL_INTERVAL"] = str(args.internal_poll_interval)
     sys.path.insert(0, str(ROOT / ".venv" / "collections"))
-    figures: dict = {"devices": args.devices, "device_latency": args.device_latency, "runs": {}}
+    figures: dict = {"devices": args.devices, "device_latency": args.device_latency,
+                     "inventory": "per-host variables" if args.per_host_variables else "shared variables grouped",
+                     "internal_poll_interval": args.internal_poll_interval or 0.001,
+                     "runs": {}}
     with RunningLab(args.devices, "healthy", device_latency=args.device_latency) as lab:
+        if not args.per_host_variables:
+            INVENTORY["path"] = grouped_inventory(lab)
         for name in args.paths.split(","):
             figures["runs"][name] = PATHS[name](lab, args.forks)
             print(json.dumps({name: figures["runs"][name]}), file=sys.stderr, flush=True)

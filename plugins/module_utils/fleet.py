@@ -10,6 +10,7 @@ exception raised while serving it, becomes that device's result; it never stops 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import os
 import typing as t
@@ -122,6 +123,38 @@ def summarize(results: t.Mapping[str, t.Mapping[str, t.Any]], key: str | None = 
     return counts
 
 
+class _VisitShell:
+    """The client a visit hands each step: its shell() gives one shell, opened by the first step and kept for the
+    next ones, closed when the visit ends.
+
+    Each step's core (support_session.run, file_transfer.run) takes a client and opens a shell of its own; a visit
+    runs up to four on one device, and each shell costs an authentication handshake (three HTTP requests, the larger
+    part of a short command's CPU) and a Delete. After a step that failed, whose connection may be gone, the next
+    step opens a new shell, as it would have on its own."""
+
+    def __init__(self, client: t.Any) -> None:
+        self.client = client
+        self._open = contextlib.ExitStack()
+        self._shell: t.Any = None
+
+    @contextlib.contextmanager
+    def shell(self) -> t.Iterator[t.Any]:
+        if self._shell is None:
+            self._shell = self._open.enter_context(self.client.shell())
+        try:
+            yield self._shell
+        except BaseException:
+            self.close()
+            raise
+
+    def step_failed(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._shell = None
+        self._open.close()
+
+
 class SupportVisit:
     """The `support` action on one device: authorize and wait for the client, push and/or collect a file, end the
     session this visit opened. Each step is the per-device core of its module, in its own WinRM shell."""
@@ -139,22 +172,35 @@ class SupportVisit:
         self.monotonic = monotonic
         self.controller_host = controller_host
         self.progress = progress
+        self.steps = _VisitShell(client)
 
     def session(self, state: str, wait: bool = True) -> dict[str, t.Any]:
         options = {"state": state, "reason": self.options["reason"], "requested_by": self.options["requested_by"],
                    "wait": wait, "wait_timeout": self.options["wait_timeout"], "renew_before": 0,
                    "poll_interval": self.options["poll_interval"], "idle_after": self.options["idle_after"]}
-        return support_session.run(self.client, options, check_mode=self.check_mode,
-                                   controller_now=self.controller_now, sleep=self.sleep, monotonic=self.monotonic)
+        return self._step(support_session.run(self.steps, options, check_mode=self.check_mode,
+                                              controller_now=self.controller_now, sleep=self.sleep,
+                                              monotonic=self.monotonic))
 
     def transfer(self, direction: str, src: str, dest: str) -> dict[str, t.Any]:
         options = {"direction": direction, "src": src, "dest": dest, "force": True,
                    "requested_by": self.options["requested_by"], "idle_after": self.options["idle_after"]}
-        return file_transfer.run(self.client, options, check_mode=self.check_mode, diff=False,
-                                 controller_now=self.controller_now, monotonic=self.monotonic,
-                                 progress=self.progress, controller_host=self.controller_host)
+        return self._step(file_transfer.run(self.steps, options, check_mode=self.check_mode, diff=False,
+                                            controller_now=self.controller_now, monotonic=self.monotonic,
+                                            progress=self.progress, controller_host=self.controller_host))
+
+    def _step(self, result: dict[str, t.Any]) -> dict[str, t.Any]:
+        if result.get("failed"):
+            self.steps.step_failed()
+        return result
 
     def run(self) -> dict[str, t.Any]:
+        try:
+            return self._visit()
+        finally:
+            self.steps.close()
+
+    def _visit(self) -> dict[str, t.Any]:
         record: dict[str, t.Any] = {"host": self.host, "status": "failed", "reason": "", "check": "",
                                     "request_reason": self.options["reason"],
                                     "session_id": None, "requested_at": None, "authorized_at": None,

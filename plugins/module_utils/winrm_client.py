@@ -10,7 +10,9 @@ DeviceError named by winrm_failures.classify. Each client talks to one device; m
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +22,8 @@ import typing as t
 import weakref
 
 try:
+    import requests.adapters
+    import urllib3.util.ssl_
     import winrm.protocol
 
     HAS_WINRM = True
@@ -43,22 +47,65 @@ from ansible_collections.remote_support.windows.plugins.module_utils.winrm_strea
 # itself needs a little room, so 96 KiB of data per Send stays well inside what every Windows version accepts.
 STDIN_CHUNK_BYTES = 96 * 1024
 
+try:
+    from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
+
+    def _ntlm_hashes(password: str) -> tuple[bytes, bytes]:
+        return lmowfv1(password), ntowfv1(password)
+except ImportError:  # another pyspnego layout: the password goes as it is, hashed per handshake
+    _ntlm_hashes = None  # type: ignore[assignment]
+
+_NTLM_HASH_FORM = re.compile(r"^[a-fA-F0-9]{32}:[a-fA-F0-9]{32}$")
+
 # KRB5CCNAME is process-wide: clients in other threads wait while one authenticates with its own ticket cache.
 _KERBEROS_LOCK = threading.Lock()
 
 
-def _without_environment_rereads(build_session: t.Callable[[], t.Any]) -> t.Callable[[], t.Any]:
-    """pywinrm takes the proxy and CA settings from the environment once, when it builds its requests session; left
-    as it is, requests reads the whole environment again on every request (about 2 ms of CPU each in an Ansible
-    worker), which was a quarter of a fleet probe's controller CPU. The session keeps what pywinrm took."""
+class _DeviceAdapter(requests.adapters.HTTPAdapter if HAS_WINRM else object):  # type: ignore[misc]
+    """requests' transport adapter for one device's session, mounted through requests' public Session.mount.
 
-    def build() -> t.Any:
-        session = build_session()
-        if session is not None:
-            session.trust_env = False
-        return session
+    With a CA file to trust, every connection uses one SSL context that already holds it, shared by every device
+    with the same file: requests would otherwise have urllib3 build a context and load the file again for each
+    device's connection (about 2 ms of CPU each, a tenth of a fleet probe). cert_verify is the hook requests
+    documents for adapters that handle verification themselves; the certificate is still required and the host
+    name still checked by urllib3, against exactly that file."""
 
-    return build
+    def __init__(self, ssl_context: t.Any) -> None:
+        self._ssl_context = ssl_context
+        super().__init__()
+
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+        kwargs["ssl_context"] = self._ssl_context
+        super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: t.Any, url: str, verify: t.Any, cert: t.Any) -> None:
+        super().cert_verify(conn, url, verify, cert)
+        conn.ca_certs = conn.ca_cert_dir = None  # already in the context; loading it again is the cost saved
+
+
+@functools.lru_cache(maxsize=None)
+def _trusting(ca_path: str) -> t.Any:
+    """One SSL context per CA file (or folder) for the process, made as urllib3 makes its own."""
+    context = urllib3.util.ssl_.create_urllib3_context()
+    if os.path.isdir(ca_path):
+        context.load_verify_locations(capath=ca_path)
+    else:
+        context.load_verify_locations(cafile=ca_path)
+    return context
+
+
+@functools.lru_cache(maxsize=64)
+def _ntlm_password(password: str) -> str:
+    """The password as the "LM:NT" hash pair pyspnego accepts in its place (spnego.client, spnego.NTLMHash).
+
+    pyspnego derives both hashes from a password for every authentication, the LM one with a pure-Python DES that
+    costs about 3 ms of CPU: a tenth of a device's probe when a fleet of devices shares one password. Derived once
+    here with pyspnego's own functions (not public: there is no public way to derive them), the handshake is the
+    same. A password already in that form is left as it is, as pyspnego would read it."""
+    if not password or _NTLM_HASH_FORM.match(password) or _ntlm_hashes is None:
+        return password
+    lm_hash, nt_hash = _ntlm_hashes(password)
+    return f"{lm_hash.hex()}:{nt_hash.hex()}"
 
 
 class WinRMClient:
@@ -79,7 +126,8 @@ class WinRMClient:
         # pywinrm reads the proxy from the environment for "legacy_requests", uses none for None.
         proxy = None if s.ignore_proxy else (s.proxy or "legacy_requests")
         protocol = self._protocol_factory(
-            endpoint=s.endpoint, transport=transport, username=s.user, password=s.password,
+            endpoint=s.endpoint, transport=transport, username=s.user,
+            password=_ntlm_password(s.password) if transport == "ntlm" else s.password,
             server_cert_validation=s.server_cert_validation,
             ca_trust_path=s.ca_trust_path or "legacy_requests",
             cert_pem=s.cert_pem, cert_key_pem=s.cert_key_pem,
@@ -87,13 +135,7 @@ class WinRMClient:
             message_encryption=s.message_encryption, send_cbt=s.send_cbt, proxy=proxy,
             operation_timeout_sec=s.operation_timeout, read_timeout_sec=s.read_timeout,
         )
-        # pywinrm has one timeout for connecting and reading; requests takes a (connect, read) pair, so a dead
-        # device fails after connection_timeout instead of the longer read timeout.
-        pywinrm_transport = getattr(protocol, "transport", None)
-        if pywinrm_transport is not None and hasattr(pywinrm_transport, "read_timeout_sec"):
-            pywinrm_transport.read_timeout_sec = (s.connection_timeout, s.read_timeout)
-        if pywinrm_transport is not None and hasattr(pywinrm_transport, "build_session"):
-            pywinrm_transport.build_session = _without_environment_rereads(pywinrm_transport.build_session)
+        _adjust_session(protocol, s)
         return protocol
 
     @contextlib.contextmanager
@@ -177,6 +219,33 @@ class WinRMClient:
                 # The result (or the first error) matters more than a failed cleanup; the device drops idle shells
                 # itself after its IdleTimeout.
                 pass
+
+
+def _adjust_session(protocol: t.Any, settings: WinRMSettings) -> None:
+    """Three settings pywinrm's Protocol has no argument for, made on its transport's requests session.
+
+    - Connect timeout: pywinrm has one timeout, which its transport hands to requests for every request; requests
+      also takes a (connect, read) pair, so a dead device fails after connection_timeout instead of the longer read
+      timeout. It is set on the transport's public read_timeout_sec before the session is built: over HTTP, building
+      it already sends the first request (the encryption handshake).
+    - The environment is read once: pywinrm takes the proxy and CA settings from it when it builds the session; left
+      as it is, requests would scan the whole environment again on every request (about 2 ms of CPU each in an
+      Ansible worker, a quarter of a probe). The session keeps what pywinrm took (Session.trust_env, public).
+    - One SSL context per CA file, shared by every device that trusts that file (_DeviceAdapter).
+    """
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return
+    transport.read_timeout_sec = (settings.connection_timeout, settings.read_timeout)
+    if not hasattr(transport, "build_session"):
+        return  # a stand-in for pywinrm (the unit tests' recorders)
+    session = transport.build_session()  # public; pywinrm builds it once and keeps it on the transport
+    session.trust_env = False
+    if isinstance(session.verify, str) and os.path.exists(session.verify) and not session.cert:
+        # Only with a CA file and no client certificate: the client certificate is loaded into the context per
+        # connection, which a shared context must not collect. A CA path that does not exist is left to requests,
+        # whose error names it.
+        session.mount("https://", _DeviceAdapter(_trusting(session.verify)))
 
 
 def kinit(settings: WinRMSettings, cache: str) -> None:

@@ -150,12 +150,6 @@ class StreamingCommand:
         self.chunk_bytes = send_chunk_bytes(envelope)
         self.done = False
         self.exit_code: int | None = None
-        # pywinrm resolved the proxy for this endpoint from the environment when it built its session (the shell is
-        # open, so it has); requests would otherwise scan os.environ again on every one of the hundreds of round
-        # trips a transfer makes. The endpoint does not change, so neither does the proxy.
-        session = getattr(getattr(protocol, "transport", None), "session", None)
-        if session is not None:
-            session.trust_env = False
 
     def _envelope(self, action: str, body: dict[str, t.Any]) -> str:
         header = self._protocol.build_wsman_header(action=action, resource_uri=SHELL_CMD_RESOURCE,

@@ -6,6 +6,7 @@ the mass_support integration target runs them for real against lab fleets."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import time
@@ -151,3 +152,47 @@ def test_a_failed_transfer_fails_the_visit_and_still_ends_the_session(monkeypatc
     assert record["status"] == "failed" and record["reason"].startswith("push: ")
     assert "policy" in record["check"]
     assert device.calls[-1] == "deauthorized"
+
+
+class ShellCounter:
+    """A client that counts the shells opened and closed on it."""
+
+    def __init__(self):
+        self.opened = self.closed = 0
+
+    @contextlib.contextmanager
+    def shell(self):
+        self.opened += 1
+        try:
+            yield f"shell-{self.opened}"
+        finally:
+            self.closed += 1
+
+
+def test_a_visit_runs_its_steps_in_one_shell_and_opens_a_new_one_after_a_failed_step(monkeypatch, tmp_path):
+    client = ShellCounter()
+    shells = []
+
+    def step(result):
+        def run(steps, options, **_kwargs):
+            with steps.shell() as shell:
+                shells.append(shell)
+            return result(options) if callable(result) else result
+        return run
+
+    sent = {"changed": True, "size": 10, "sha256": "a" * 64, "src": "/x", "dest": "C:\\x", "transfer": {}}
+    lost = {"changed": False, "failed": True, "msg": "connection lost", "error_code": "connection_lost"}
+    monkeypatch.setattr(fleet.support_session, "run", step(
+        lambda options: AUTHORIZED if options["state"] == "authorized" else
+        {"changed": True, "state": "deauthorized", "session": {"id": "s1", "ended_at": None}}))
+    monkeypatch.setattr(fleet.file_transfer, "run", step(lambda options: sent if options["direction"] == "to_device"
+                                                         else lost))
+    settings = {"reason": "INC-1", "requested_by": "alice", "wait_timeout": 30, "poll_interval": 2,
+                "idle_after": 900, "push": {"src": "/x", "dest": "C:\\x"},
+                "collect": {"src": "C:\\y", "dest": str(tmp_path)}, "end_session": True}
+    record = fleet.SupportVisit(client, "desk-001", settings, check_mode=False, controller_now=lambda: NOW,
+                                sleep=lambda s: None, monotonic=time.monotonic, controller_host="ctl").run()
+    assert record["status"] == "failed" and record["reason"].startswith("collect:")
+    # authorize, push and collect share the first shell; the collect failed, so ending the session opens another.
+    assert shells == ["shell-1", "shell-1", "shell-1", "shell-2"]
+    assert client.opened == client.closed == 2

@@ -19,7 +19,11 @@ from cryptography.x509.oid import NameOID
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import STDIN_CHUNK_BYTES, WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
+    STDIN_CHUNK_BYTES,
+    WinRMClient,
+    _ntlm_password,
+)
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     WINRM_ARGUMENT_SPEC,
@@ -172,14 +176,16 @@ def _self_signed_cert(tmp_path):
     return cert_file, key_file
 
 
-def test_untrusted_certificate_is_tls(tmp_path):
+@pytest.fixture
+def tls_server(tmp_path):
+    """A device whose certificate names somewhere-else.example, not 127.0.0.1; serves one TLS handshake.
+    Yields its port and the certificate's file."""
     cert_file, key_file = _self_signed_cert(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
-    port = server.getsockname()[1]
 
     def serve_one_handshake():
         conn, _address = server.accept()
@@ -192,11 +198,52 @@ def test_untrusted_certificate_is_tls(tmp_path):
 
     thread = threading.Thread(target=serve_one_handshake, daemon=True)
     thread.start()
-    error = probe(settings(port=port, scheme="https", connection_timeout=3))
+    yield server.getsockname()[1], cert_file
     thread.join(5)
     server.close()
+
+
+def test_untrusted_certificate_is_tls(tls_server):
+    port, _cert_file = tls_server
+    error = probe(settings(port=port, scheme="https", connection_timeout=3))
     assert error.reason == "tls"
     assert "ansible_winrm_ca_trust_path" in error.message and "certificate" in error.message
+
+
+def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_checked(tls_server, monkeypatch):
+    # The device's certificate is the CA file itself, but it does not name 127.0.0.1: the shared context must refuse
+    # it as the per-connection one did.
+    port, cert_file = tls_server
+    trusted = settings(port=port, scheme="https", connection_timeout=3, ca_trust_path=str(cert_file))
+    error = probe(trusted)
+    assert error.reason == "tls" and "mismatch" in error.detail  # the CA is trusted; the name is what fails
+
+    sessions = [WinRMClient(trusted)._protocol().transport.session for _device in range(2)]
+    contexts = [session.get_adapter(f"https://127.0.0.1:{port}/").poolmanager.connection_pool_kw["ssl_context"]
+                for session in sessions]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED
+    assert all(session.trust_env is False and session.verify == str(cert_file) for session in sessions)
+    # No CA file, one that does not exist, or validation off: requests' own handling, nothing shared.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # what pywinrm takes without ca_trust_path
+        monkeypatch.delenv(name, raising=False)
+    for other in (settings(port=port), settings(port=port, ca_trust_path=str(cert_file) + ".missing"),
+                  settings(port=port, ca_trust_path=str(cert_file), server_cert_validation="ignore")):
+        adapter = WinRMClient(other)._protocol().transport.session.get_adapter(f"https://127.0.0.1:{port}/")
+        assert "ssl_context" not in adapter.poolmanager.connection_pool_kw
+
+
+def test_ntlm_gets_the_password_as_the_hash_pair_pyspnego_takes_for_it():
+    # MS-NLMP 4.2.2.1.1 and 4.2.2.1.2: LMOWFv1 and NTOWFv1 of "Password".
+    assert _ntlm_password("Password") == "e52cac67419a9a224a3b108f3fa6cb6d:a4f49c406510bdcab6824ee7c30fd852"
+    already = "e52cac67419a9a224a3b108f3fa6cb6d:a4f49c406510bdcab6824ee7c30fd852"
+    assert _ntlm_password(already) == already
+    client, made = make_client()
+    with client.shell():
+        pass
+    assert made[0].kwargs["password"] == _ntlm_password(SECRET) != SECRET
+    basic = WinRMClient(settings(transport="basic"), protocol_factory=lambda **kwargs: FakeProtocol(**kwargs))
+    assert basic._protocol().kwargs["password"] == SECRET
 
 
 # --- classification of library exceptions that need a real server to provoke ----------------------------------

@@ -9,7 +9,6 @@ settings come from its own host variables, resolved exactly as the per-host modu
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -22,7 +21,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.utils.display import Display
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, fleet
-from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer, support_session
+from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer, session_gate, support_session
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import HAS_WINRM, WinRMClient
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
 from ansible_collections.remote_support.windows.plugins.plugin_utils.device_action import DeviceAction, utc_now
@@ -98,8 +97,6 @@ class ActionModule(DeviceAction):
         problem = fleet.positive_options(action, options)
         if problem:
             raise AnsibleActionFail(problem)
-        if "requested_by" in spec:
-            options["requested_by"] = options["requested_by"] or getpass.getuser()
         if action == "support_session":
             options["reason"] = options["reason"] or ""
         if action == "file_transfer" and options["direction"] == "to_device":
@@ -135,19 +132,23 @@ class ActionModule(DeviceAction):
             except AnsibleActionFail as error:
                 return {"changed": False, "failed": True, "msg": str(error.message), "status": "failed",
                         "reason": str(error.message), "check": "Fix the host's connection variables.", "host": host}
+            device_options = options
+            if "requested_by" in options:  # each device is told the account that authenticates to it
+                device_options = dict(options, requested_by=session_gate.requester(options["requested_by"],
+                                                                                   client.settings))
             if action == "device_info":
                 record = device_info.probe(client, options["idle_after"], utc_now)
                 if options["require_active"] and record["status"] != "active":
                     record["failed"] = True
                 return record
             if action == "support_session":
-                return support_session.run(client, options, check_mode=check_mode, controller_now=utc_now,
+                return support_session.run(client, device_options, check_mode=check_mode, controller_now=utc_now,
                                            sleep=time.sleep, monotonic=time.monotonic)
             if action == "file_transfer":
-                return file_transfer.run(client, options, check_mode=check_mode, diff=False,
+                return file_transfer.run(client, device_options, check_mode=check_mode, diff=False,
                                          controller_now=utc_now, monotonic=time.monotonic,
                                          progress=lambda line: None, controller_host=controller_host)
-            return fleet.SupportVisit(client, host, options, check_mode=check_mode, controller_now=utc_now,
+            return fleet.SupportVisit(client, host, device_options, check_mode=check_mode, controller_now=utc_now,
                                       sleep=time.sleep, monotonic=time.monotonic,
                                       controller_host=controller_host).run()
 

@@ -251,6 +251,11 @@ def test_without_an_authorized_session_nothing_starts(lab):
 
 # --- receiving ------------------------------------------------------------------------------------------------------
 
+def receive_input(path: str, transfer_id: str, destination: str, offset: int = 0) -> dict[str, t.Any]:
+    return {"path": path, "offset": offset, "transfer_id": transfer_id, "session_id": "s-1", "chunk_bytes": CHUNK,
+            "destination": destination, "requested_by": "tester"}
+
+
 def read_frames(stream: Stream) -> bytes:
     body = bytearray()
     while True:
@@ -264,8 +269,7 @@ def test_a_file_streams_out_in_frames_and_resumes_where_asked(lab, device):
     data = os.urandom(3 * CHUNK + 11)
     path = FOLDER + "\\out.bin"
     lab.control.write_file(device["name"], path, data)
-    request = {"path": path, "offset": CHUNK, "transfer_id": "fedcba9876543210", "session_id": "s-1",
-               "chunk_bytes": CHUNK, "destination": "ctl:/tmp/out.bin", "requested_by": "tester"}
+    request = receive_input(path, "fedcba9876543210", "ctl:/tmp/out.bin", offset=CHUNK)
     stream = Stream(lab, device, "file_transfer_receive", request)
     ready = stream.line()
     assert ready == {"kind": "ready", "offset": CHUNK, "size": len(data),
@@ -282,8 +286,7 @@ def test_a_file_streams_out_in_frames_and_resumes_where_asked(lab, device):
 def test_receiving_stops_when_the_transfer_entry_is_removed(lab, device):
     path = FOLDER + "\\long.bin"
     lab.control.write_file(device["name"], path, os.urandom(8 * CHUNK))
-    request = {"path": path, "offset": 0, "transfer_id": "aaaaaaaaaaaaaaaa", "session_id": "s-1",
-               "chunk_bytes": CHUNK, "destination": "ctl:/tmp/long.bin", "requested_by": "tester"}
+    request = receive_input(path, "aaaaaaaaaaaaaaaa", "ctl:/tmp/long.bin")
     stream = Stream(lab, device, "file_transfer_receive", request)
     stream.line()
     stream.send(b"0\n", end=True)
@@ -360,8 +363,7 @@ def test_the_streaming_bootstrap_refuses_an_unknown_script(lab, device):
 def test_a_connection_is_dropped_once_mid_response(lab, device):
     path = FOLDER + "\\download.bin"
     lab.control.write_file(device["name"], path, os.urandom(6 * CHUNK))
-    request = {"path": path, "offset": 0, "transfer_id": "bbbbbbbbbbbbbbbb", "session_id": "s-1",
-               "chunk_bytes": CHUNK, "destination": "ctl:/tmp/d.bin", "requested_by": "tester"}
+    request = receive_input(path, "bbbbbbbbbbbbbbbb", "ctl:/tmp/d.bin")
     stream = Stream(lab, device, "file_transfer_receive", request)
     stream.line()
     lab.control.set_faults(device["name"], drop_after_response_bytes=2 * CHUNK)

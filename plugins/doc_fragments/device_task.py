@@ -26,3 +26,15 @@ options:
     type: int
     default: 900
 """
+
+    # Who asks, for the modules that write it to the device's audit log. The default is the account that
+    # authenticates to the device (session_gate.requester), so the person at the device sees a name they can place.
+    REQUESTED_BY = r"""
+options:
+  requested_by:
+    description:
+      - Who asks, as the requester gives it, written to the device's audit log.
+      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
+        never the controller's own login name.
+    type: str
+"""

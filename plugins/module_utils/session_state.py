@@ -2,9 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The support session's state machine: which state a session is in, what may start now, and how a session moves.
 
-Plain Python, no Ansible and no WinRM. Every function takes the session record as the device stores it (or None when
-the device has none yet) and `now`, an aware datetime: the clock is always injected, and where it matters it is the
-device's clock. Functions return decisions or new records; no record is ever mutated.
+Plain Python, no Ansible and no WinRM. Every function takes the record as the device stores it (None: no record yet)
+and `now`, an aware datetime, the device's clock where it matters; it returns decisions or new records, never mutated.
 
 - The states, events, transitions and the allowed-actions table are data (STATES, EVENTS, TRANSITIONS,
   ALLOWED_ACTIONS); session_state_docs renders docs/session-states.md from them.
@@ -38,15 +37,13 @@ DEFAULT_CONFIRMATION_TIMEOUT_SECONDS = 300
 # An authorization with more than this many seconds left is kept by a renewal rather than renewed.
 DEFAULT_RENEW_BEFORE_SECONDS = 600
 
-# Who changed the record when the clock, not a person, lapsed it.
-TIMER = "timer"
+TIMER = "timer"  # who changed the record when the clock, not a person, lapsed it
 
 # The free text a requester gives (requested_by, reason) is stored and shown to the person at the device: one limit,
 # in characters after cleaning, for the record, the audit entry and the prompt alike (the prompt never cuts it).
 FREE_TEXT_MAX_CHARACTERS = 300
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The state model, as data (docs/session-states.md is rendered from it).
 
@@ -514,16 +511,22 @@ def _waiting_request(record: SessionRecord | None, event: str) -> SessionRecord:
     return record
 
 
+def _answered_renewal(settled: SessionRecord) -> dict[str, t.Any]:
+    """The fields an answer to a waiting renewal changes: the renewal's request becomes the session's, and the
+    renewal fields clear. Nothing for a first request."""
+    if not settled.renewal_pending:
+        return {}
+    return dict(_NO_RENEWAL, requested_by=settled.renewal_requested_by, reason=settled.renewal_reason,
+                requested_at=settled.renewal_requested_at)
+
+
 def accept(record: SessionRecord | None, now: datetime.datetime, *, confirmed_by: str) -> SessionRecord:
     """The client accepted: authorized from now for the TTL the request carried. For a renewal the renewal's
     request becomes the authorization's. A late answer (after the confirmation deadline) is refused: the request
     has already timed out."""
     now = _utc(now)
     settled = _waiting_request(settle(record, now), "client_accepts")
-    renewal = {}
-    if settled.renewal_pending:
-        renewal = dict(_NO_RENEWAL, requested_by=settled.renewal_requested_by, reason=settled.renewal_reason,
-                       requested_at=settled.renewal_requested_at)
+    renewal = _answered_renewal(settled)
     return _apply(settled, "client_accepts", now, changed_by=confirmed_by, confirmed_by=confirmed_by,
                   authorized_at=now, expires_at=now + datetime.timedelta(seconds=settled.ttl_seconds), **renewal)
 
@@ -533,10 +536,7 @@ def deny(record: SessionRecord | None, now: datetime.datetime, *, confirmed_by: 
     on the authorization (remote control, transfers) may go on."""
     now = _utc(now)
     settled = _waiting_request(settle(record, now), "client_denies")
-    renewal = {}
-    if settled.renewal_pending:
-        renewal = dict(_NO_RENEWAL, requested_by=settled.renewal_requested_by, reason=settled.renewal_reason,
-                       requested_at=settled.renewal_requested_at)
+    renewal = _answered_renewal(settled)
     return _apply(settled, "client_denies", now, changed_by=confirmed_by, confirmed_by=confirmed_by, **renewal)
 
 

@@ -68,12 +68,6 @@ options:
       - A destination with the same content is never rewritten.
     type: bool
     default: true
-  requested_by:
-    description:
-      - Who transfers, written to the device's audit entry.
-      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
-        never the controller's own login name.
-    type: str
 attributes:
   check_mode:
     support: full
@@ -81,7 +75,10 @@ attributes:
   diff_mode:
     support: full
     description: Size and SHA-256 of the destination before and after.
-extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
+extends_documentation_fragment:
+  - remote_support.windows.winrm
+  - remote_support.windows.device_task.idle_after
+  - remote_support.windows.device_task.requested_by
 notes:
   - Progress lines (bytes and percent) are shown at C(-v) during long transfers.
   - Paths on the device must be shorter than 260 characters, as Windows PowerShell 5.1 requires.

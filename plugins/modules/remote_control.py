@@ -64,12 +64,6 @@ options:
       - The host name or address the specialist's workstation reaches the device by, for the command line and the
         C(.rdp) file. Defaults to the host the WinRM connection uses.
     type: str
-  requested_by:
-    description:
-      - Who asks, written to the grant and the audit log.
-      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
-        never the controller's own login name.
-    type: str
 attributes:
   check_mode:
     support: full
@@ -77,7 +71,10 @@ attributes:
   diff_mode:
     support: none
     description: The returned grant shows the state.
-extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
+extends_documentation_fragment:
+  - remote_support.windows.winrm
+  - remote_support.windows.device_task.idle_after
+  - remote_support.windows.device_task.requested_by
 notes:
   - The device needs Remote Desktop enabled and the Windows Firewall rule C(Remote Desktop - Shadow (TCP-In)) enabled;
     Home editions have no Remote Desktop host. Each of these, and nobody being logged on, fails with a message that says

@@ -75,9 +75,8 @@ options:
     default: true
   changed_by:
     description:
-      - Who changes the policy, stamped on the device and written to the audit log.
-      - Defaults to the user name the controller authenticates to the device with (O(user), C(ansible_user)),
-        never the controller's own login name.
+      - Who changes the policy, stamped on the device and written to the audit log; by default the account the
+        controller authenticates to the device with, as for O(remote_support.windows.support_session#module:requested_by).
     type: str
 attributes:
   check_mode:

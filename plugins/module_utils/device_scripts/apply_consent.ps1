@@ -32,6 +32,8 @@ $powershellExe = Join-Path -Path $env:SystemRoot -ChildPath 'System32\WindowsPow
 
 # library: session_lock
 
+# library: session_change
+
 function Read-Key([string]$Path) {
     if (-not (Test-Path -LiteralPath $Path)) {
         return $null
@@ -69,21 +71,12 @@ function Write-TransitionAudit([int]$EventId, [string]$What, $Record, [string]$W
     Write-Audit $EventId $entryType (Limit-EventMessage $message)
 }
 
-$result = [ordered]@{
-    script_version = 2
-    device_time = $null
-    outcome = 'nothing_to_do'
-    session_id = $null
-    state = $null
-    version = $null
-}
+$result = New-SessionChangeResult 2
 
 $lock = Enter-SessionLock
 try {
-    # Whole seconds, the resolution records are kept in.
-    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $nowText = Set-ResultTime $result
     $now = ConvertFrom-Stamp $nowText
-    $result.device_time = $nowText
     $record = Read-SessionRecord
     $request = Read-Key $consentRequestKey
     $renewal = $null -ne $record -and $record.state -eq 'authorized' -and $null -ne $record.renewal_requested_at

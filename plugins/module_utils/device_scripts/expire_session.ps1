@@ -23,22 +23,16 @@ $timer = 'timer'
 
 # library: session_lock
 
+# library: session_change
+
 # library: task_removal
 
-$result = [ordered]@{
-    script_version = 2
-    device_time = $null
-    outcome = 'nothing_to_do'
-    session_id = $null
-    state = $null
-    version = $null
-}
+$result = New-SessionChangeResult 2
 
 $lock = Enter-SessionLock
 try {
-    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $nowText = Set-ResultTime $result
     $now = ConvertFrom-Stamp $nowText
-    $result.device_time = $nowText
     $key = $null
     if (Test-Path -LiteralPath $sessionKey) {
         $key = Get-Item -LiteralPath $sessionKey

@@ -410,9 +410,8 @@ $result = [ordered]@{
 
 $lock = Enter-SessionLock
 try {
-    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $nowText = Set-ResultTime $result
     $now = ConvertFrom-Stamp $nowText
-    $result.device_time = $nowText
     $desktop = Get-RemoteDesktopState
     $result.remote_desktop = $desktop
     $currentShadow = Get-RegistryValue $terminalServicesPolicyKey 'Shadow'

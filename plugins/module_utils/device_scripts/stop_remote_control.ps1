@@ -54,9 +54,8 @@ $result = [ordered]@{
 
 $lock = Enter-SessionLock
 try {
-    $nowText = Format-Stamp ([DateTime]::UtcNow)
+    $nowText = Set-ResultTime $result
     $now = ConvertFrom-Stamp $nowText
-    $result.device_time = $nowText
     $grant = Read-Grant $false
     $result.grant = $grant
     $hasUndo = Test-Path -LiteralPath $remoteControlUndoKey

@@ -94,6 +94,19 @@ def device_now(device: Device) -> datetime.datetime:
     return device.clock.now().replace(microsecond=0)
 
 
+def change_result(version: int) -> dict[str, t.Any]:
+    """What apply_consent and expire_session answer before they know anything: nothing to do yet."""
+    return {"script_version": version, "device_time": None, "outcome": "nothing_to_do", "session_id": None,
+            "state": None, "version": None}
+
+
+def stamp_now(device: Device, result: dict[str, t.Any]) -> datetime.datetime:
+    """The device's time, stamped on a script's result as device_time, as the scripts do once they hold the lock."""
+    now = device_now(device)
+    result["device_time"] = stamp(now)
+    return now
+
+
 def has_invisible_characters(text: str) -> bool:
     return any(unicodedata.category(char) in INVISIBLE_CATEGORIES for char in text)
 

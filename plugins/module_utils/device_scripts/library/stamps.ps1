@@ -9,6 +9,14 @@ function Format-Stamp([DateTime]$Moment) {
     return $Moment.ToUniversalTime().ToString($stampFormat, $invariant)
 }
 
+function Set-ResultTime($Result) {
+    # The device's time in whole seconds (the resolution records are kept in), stamped on a script's result as its
+    # device_time; returned as the stamp text.
+    $text = Format-Stamp ([DateTime]::UtcNow)
+    $Result.device_time = $text
+    return $text
+}
+
 function ConvertFrom-Stamp([string]$Text) {
     # $null when the text is not a timestamp.
     $styles = [System.Globalization.DateTimeStyles]'AssumeUniversal, AdjustToUniversal'

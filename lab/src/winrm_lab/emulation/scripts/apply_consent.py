@@ -14,11 +14,9 @@ VERSION = 2
 def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
     events = session.audit_events("apply_consent")
     registry = device.registry
-    result: dict[str, t.Any] = {"script_version": VERSION, "device_time": None, "outcome": "nothing_to_do",
-                                "session_id": None, "state": None, "version": None}
+    result = session.change_result(VERSION)
     with device.lock:  # the mutex Global\RemoteSupport.Session
-        now = session.device_now(device)
-        result["device_time"] = session.stamp(now)
+        now = session.stamp_now(device, result)
         record = session.read_record(device)
         pending = (record is not None
                    and (record["state"] == "pending_confirmation" or session.renewal_waiting(record))

@@ -13,11 +13,9 @@ VERSION = 2
 def run(device: Device, script_input: t.Any) -> dict[str, t.Any]:
     expired_event = session.audit_events("expire_session")["expired"]
     registry = device.registry
-    result: dict[str, t.Any] = {"script_version": VERSION, "device_time": None, "outcome": "nothing_to_do",
-                                "session_id": None, "state": None, "version": None}
+    result = session.change_result(VERSION)
     with device.lock:  # the mutex Global\RemoteSupport.Session
-        now = session.device_now(device)
-        result["device_time"] = session.stamp(now)
+        now = session.stamp_now(device, result)
         if registry.get(session.SESSION_KEY, "Id") is None:
             return result
         state = str(registry.get(session.SESSION_KEY, "State"))

@@ -38,7 +38,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils import devi
 from ansible_collections.remote_support.windows.plugins.module_utils import session_state as sm
 from ansible_collections.remote_support.windows.plugins.module_utils import session_gate
 from ansible_collections.remote_support.windows.plugins.module_utils.device_info import format_utc
-from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+from ansible_collections.remote_support.windows.plugins.module_utils.errors import CONNECTION_LOST, DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer_framing import (
     FrameReader,
     LineReader,
@@ -56,7 +56,6 @@ from ansible_collections.remote_support.windows.plugins.module_utils.file_transf
     transfer_id,
 )
 from ansible_collections.remote_support.windows.plugins.module_utils.file_transfer_report import (
-    CONNECTION_LOST,
     FAILED,
     HINTS,
     NOT_SENT,
@@ -444,9 +443,12 @@ class FileTransferTask:
         if error.reason == "script":
             return TransferFailed("script", error.message)
         done = self.resumed_from + self.bytes_transferred
-        return TransferFailed("connection_lost", f"{CONNECTION_LOST} after {done} of {size_text(self.size)}: "
-                                                 f"{error.message} Run the task again: it resumes after the last "
-                                                 "verified byte.")
+        # The classifier already says "Connection to workstation lost" and to run the task again; said once here, with
+        # how far the transfer got and why a rerun is cheap.
+        cause = error.message.replace(f": {CONNECTION_LOST}.", ".").replace(" and run the task again.", ".")
+        return TransferFailed("connection_lost", f"{CONNECTION_LOST} after {done} of {size_text(self.size)} "
+                                                 f"confirmed by the device: {cause} Run the task again: it resumes after the last verified "
+                                                 "byte.")
 
     # --- results -------------------------------------------------------------------------------------------------------
     def finish(self, result: dict[str, t.Any], before: dict[str, t.Any], *, local_sha: str | None,

@@ -15,7 +15,6 @@ RECEIVED = "Successfully received"
 FAILED = "Sending failed"  # the product's result word for a failed transfer, whichever the direction
 RECEIVE_FAILED = "Receiving failed"  # how the message of a failed receive begins
 NOT_SENT = "Not sent"
-CONNECTION_LOST = "Connection to workstation lost"
 
 
 def failure_words(direction: str) -> str:

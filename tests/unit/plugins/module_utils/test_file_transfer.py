@@ -348,6 +348,9 @@ def test_a_lost_connection_leaves_no_destination_and_the_rerun_resumes(lab, loca
     first = run(device, src=src)
     assert first["failed"] is True and first["error_code"] == "connection_lost"
     assert "Connection to workstation lost" in first["msg"] and "resumes" in first["msg"]
+    # Said once, with how far it got: the classifier's words are not repeated after the transfer's own.
+    assert first["msg"].count("Connection to workstation lost") == 1, first["msg"]
+    assert first["msg"].lower().count("run the task again") == 1, first["msg"]
     assert read(device, FOLDER + "\\report.bin") is None
     partial = partials(device)
     assert partial and len(read(device, FOLDER + "\\" + partial[0])) == 4 * CHUNK

@@ -17,9 +17,10 @@ attributes:
     description: Targets Windows devices over WinRM; runs on the controller.
 """
 
-    # The same, for the modules that act inside a support session: they refuse an idle device. ansible-test sanity
-    # (validate-modules) compares this default with each module's argument spec (device_info.DEFAULT_IDLE_AFTER).
-    IDLE_AFTER = DOCUMENTATION + r"""
+    # For the modules that act inside a support session (with the fragment above): they refuse an idle device.
+    # ansible-test sanity (validate-modules) compares this default with each module's argument spec
+    # (device_info.DEFAULT_IDLE_AFTER).
+    IDLE_AFTER = r"""
 options:
   idle_after:
     description: A device whose agent last checked in more than this many seconds ago is idle, and cannot be supported.

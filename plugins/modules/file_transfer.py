@@ -77,6 +77,7 @@ attributes:
     description: Size and SHA-256 of the destination before and after.
 extends_documentation_fragment:
   - remote_support.windows.winrm
+  - remote_support.windows.device_task
   - remote_support.windows.device_task.idle_after
   - remote_support.windows.device_task.requested_by
 notes:

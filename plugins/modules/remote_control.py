@@ -73,6 +73,7 @@ attributes:
     description: The returned grant shows the state.
 extends_documentation_fragment:
   - remote_support.windows.winrm
+  - remote_support.windows.device_task
   - remote_support.windows.device_task.idle_after
   - remote_support.windows.device_task.requested_by
 notes:

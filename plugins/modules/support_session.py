@@ -84,7 +84,10 @@ attributes:
   diff_mode:
     support: none
     description: The returned session record shows the state.
-extends_documentation_fragment: [remote_support.windows.winrm, remote_support.windows.device_task.idle_after]
+extends_documentation_fragment:
+  - remote_support.windows.winrm
+  - remote_support.windows.device_task
+  - remote_support.windows.device_task.idle_after
 notes:
   - WinRM commands run in session 0, which cannot show anything on the user's desktop. The consent prompt reaches the
     logged-on user through scheduled tasks on the device; see the collection's docs/consent-route.md.

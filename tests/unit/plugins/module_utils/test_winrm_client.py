@@ -242,7 +242,7 @@ def test_ntlm_gets_the_password_as_the_hash_pair_pyspnego_takes_for_it():
     with client.shell():
         pass
     assert made[0].kwargs["password"] == _ntlm_password(SECRET) != SECRET
-    basic = WinRMClient(settings(transport="basic"), protocol_factory=lambda **kwargs: FakeProtocol(**kwargs))
+    basic = WinRMClient(settings(transport="basic"), protocol_factory=FakeProtocol)
     assert basic._protocol().kwargs["password"] == SECRET
 
 

@@ -11,8 +11,8 @@ the words, the allowed actions and the unreachable result are the same in every 
 from __future__ import annotations
 
 import dataclasses
-import os
 import datetime
+import os
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import ssl
 import typing as t
@@ -263,10 +264,14 @@ def _tls_detail(chain: list[BaseException]) -> str:
     return "TLS handshake failed"
 
 
+_NTLM_HASH_PAIR = re.compile(r"\b[a-fA-F0-9]{32}:[a-fA-F0-9]{32}\b")
+
+
 def _safe_detail(exc: BaseException, settings: WinRMSettings) -> str:
     # Exception texts from requests/pywinrm carry URLs and server text, never the password; remove it anyway in
-    # case a library ever echoes credentials.
+    # case a library ever echoes credentials. The NTLM hash pair the client hands pyspnego instead of the password
+    # (winrm_client) is as good as the password, so it goes too.
     text = f"{type(exc).__name__}: {exc}"
     if settings.password:
         text = text.replace(settings.password, "********")
-    return text[:2000]
+    return _NTLM_HASH_PAIR.sub("********", text)[:2000]

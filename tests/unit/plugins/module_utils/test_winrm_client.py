@@ -265,6 +265,9 @@ def test_wsman_faults_are_named(code, reason):
 def test_password_echoed_by_a_library_is_masked():
     error = classify(RuntimeError(f"server said {SECRET}"), settings())
     assert SECRET not in error.detail and "********" in error.detail
+    # The NTLM hash pair the client uses in the password's place is masked as well.
+    hashed = classify(RuntimeError(f"server said {_ntlm_password(SECRET)}"), settings())
+    assert _ntlm_password(SECRET) not in hashed.detail and "********" in hashed.detail
 
 
 # --- one shell per run, stdin as data --------------------------------------------------------------------------

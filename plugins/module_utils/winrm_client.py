@@ -3,8 +3,9 @@
 """The collection's one WinRM client: opens a shell on one device (trying each transport in order, with a managed
 Kerberos ticket when asked) and runs device scripts in it, each as one command.
 
-The third layer (winrm_settings -> winrm_failures -> winrm_client -> winrm_streaming): every failure leaves it as a
-DeviceError named by winrm_failures.classify. Each client talks to one device; make one per device and thread.
+The fourth layer (winrm_settings -> winrm_failures -> winrm_envelopes -> winrm_client -> winrm_streaming): every
+failure leaves it as a DeviceError named by winrm_failures.classify. Each client talks to one device; make one per
+device and thread.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import weakref
 try:
     import requests.adapters
     import urllib3.util.ssl_
-    import winrm.protocol
 
     HAS_WINRM = True
     WINRM_IMPORT_ERROR = None
@@ -34,6 +34,7 @@ except ImportError as import_error:  # reported by the action plugin with the in
 
 from ansible_collections.remote_support.windows.plugins.module_utils.device_script import DeviceScript
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_envelopes import WinRSProtocol
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify, kerberos_advice
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WinRMSettings
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_streaming import (
@@ -116,7 +117,7 @@ class WinRMClient:
             raise DeviceError("protocol", "The Python library pywinrm is not installed on the controller. Install it "
                                           "with: pip install pywinrm")
         self.settings = settings
-        self._protocol_factory = protocol_factory or winrm.protocol.Protocol
+        self._protocol_factory = protocol_factory or WinRSProtocol
         self._transport: str | None = None  # the transport that authenticated, once one has
         self._ticket_cache: str | None = None  # FILE: credential cache of a managed Kerberos ticket
 

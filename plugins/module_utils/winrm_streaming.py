@@ -3,10 +3,10 @@
 """Streaming: one long-running device script fed through stdin and read through stdout, a Send or a Receive at a time
 (the file transfers).
 
-The fourth layer of the WinRM client: DeviceShell.start_stream starts the command, then StreamingCommand builds each
-Send and Receive itself, so that hundreds of KiB of base64 are spliced in as bytes rather than rendered through
-xmltodict, and a Receive is parsed with expat events. It uses pywinrm's Protocol for the envelope header
-(build_wsman_header) and for sending (send_message); the same settings, shell and failure names as the client.
+The fifth layer of the WinRM client: DeviceShell.start_stream starts the command, then StreamingCommand builds each
+Send and Receive itself (winrm_envelopes), so that hundreds of KiB of base64 are spliced in as bytes rather than
+rendered into the text, and asks for envelopes as large as the device allows. It sends through pywinrm's Protocol
+(send_message); the same settings, shell and failure names as the client.
 """
 
 from __future__ import annotations
@@ -21,30 +21,31 @@ import xml.parsers.expat
 
 try:
     import winrm.exceptions
-    import xmltodict
 
     HAS_WINRM = True
 except ImportError:  # winrm_client reports the missing library with the install hint
     HAS_WINRM = False
 
 from ansible_collections.remote_support.windows.plugins.module_utils.device_script import SCRIPTS_DIR, DeviceScript
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_envelopes import (
+    RECEIVE_ACTION,
+    SAFE_ENVELOPE_BYTES,
+    SEND_ACTION,
+    envelope,
+    parse_receive_response,
+    receive_body,
+    send_body,
+)
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WinRMSettings
 
 
-# The envelope every Windows accepts: WinRM's MaxEnvelopeSizekb before Windows 8 / Server 2012 (150), and what pywinrm
-# asks for. Newer Windows default to 500 KiB; a device may allow more.
-SAFE_ENVELOPE_BYTES = 153600
 # Larger envelopes save little once a round trip carries hundreds of KiB, and each one is held a few times over in
 # controller memory while it is encoded and encrypted.
 MAX_STREAM_ENVELOPE_BYTES = 4 * 1024 * 1024
 # What a Send's SOAP envelope needs besides the base64 data: headers, ids and the stream element (about 2 KiB).
 SEND_ENVELOPE_OVERHEAD = 8192
 
-SHELL_CMD_RESOURCE = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
-SEND_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send"
-RECEIVE_ACTION = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive"
-_SHELL_NS = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _DATA_PLACEHOLDER = "@@stream-data@@"
 
 
@@ -79,51 +80,6 @@ def stream_header(script: DeviceScript, script_input: t.Mapping[str, t.Any]) -> 
     return str(len(body)).encode("ascii") + b"\n" + body
 
 
-def parse_receive_response(response: bytes) -> tuple[bytes, bytes, str, str]:
-    """A ReceiveResponse's decoded stdout and stderr, its CommandState's State ("" if none) and ExitCode text.
-
-    Read with expat's events rather than into an ElementTree: a response carries up to MaxEnvelopeSize of base64,
-    which the tree builder collects in pieces and copies, and that cost as much as decoding it. With buffered text
-    each element's base64 arrives in one piece."""
-    elements: dict[str, list[list[str]]] = {"stdout": [], "stderr": []}  # the text of each rsp:Stream, per stream
-    exit_code: list[str] = []
-    state = ""
-    collecting: list[str] | None = None
-
-    def start(name: str, attributes: dict[str, str]) -> None:
-        nonlocal collecting, state
-        namespace, _sep, local = name.rpartition(" ")
-        if namespace != _SHELL_NS:
-            return
-        if local == "Stream":
-            collecting = []
-            elements["stdout" if attributes.get("Name") == "stdout" else "stderr"].append(collecting)
-        elif local == "CommandState":
-            state = attributes.get("State", "")
-        elif local == "ExitCode":
-            collecting = exit_code
-
-    def end(name: str) -> None:
-        nonlocal collecting
-        collecting = None
-
-    def text(data: str) -> None:
-        if collecting is not None:
-            collecting.append(data)
-
-    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
-    parser.buffer_text = True
-    parser.buffer_size = max(len(response), 8192)
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = text
-    parser.Parse(response, True)
-    # Each rsp:Stream is base64 on its own (padding and all), so each one is decoded by itself.
-    stdout, stderr = (b"".join(base64.b64decode("".join(parts)) for parts in elements[name])
-                      for name in ("stdout", "stderr"))
-    return stdout, stderr, state, "".join(exit_code).strip()
-
-
 @dataclasses.dataclass
 class StreamOutput:
     """What one Receive brought: output so far (possibly none) and whether the command has ended."""
@@ -151,13 +107,10 @@ class StreamingCommand:
         self.done = False
         self.exit_code: int | None = None
 
-    def _envelope(self, action: str, body: dict[str, t.Any]) -> str:
-        header = self._protocol.build_wsman_header(action=action, resource_uri=SHELL_CMD_RESOURCE,
-                                                   shell_id=self._shell_id)
+    def _envelope(self, action: str, body: str) -> str:
         # pywinrm always asks for 150 KiB responses; a device that allows more sends fewer, larger ones.
-        header["env:Header"]["w:MaxEnvelopeSize"]["#text"] = str(self.envelope)
-        header["env:Body"] = body
-        return xmltodict.unparse({"env:Envelope": header})
+        return envelope(action, operation_timeout=self._protocol.operation_timeout_sec, shell_id=self._shell_id,
+                        body=body, max_envelope=self.envelope)
 
     def send(self, data: bytes, end: bool = False) -> None:
         """One Send of `data` to the command's stdin; `end` closes stdin."""
@@ -168,11 +121,10 @@ class StreamingCommand:
         chunk can be read, hashed and encoded while the device takes the current one."""
         if len(data) > self.chunk_bytes:
             raise ValueError(f"{len(data)} bytes do not fit one Send of at most {self.chunk_bytes}")
-        body = {"rsp:Send": {"rsp:Stream": {"@Name": "stdin", "@CommandId": self.command_id,
-                                            "@End": "true" if end else "false", "#text": _DATA_PLACEHOLDER}}}
-        # The envelope is rendered around a placeholder and the base64 spliced in as bytes: rendering (and escaping)
-        # hundreds of KiB of base64 through xmltodict would cost more than the rest of the Send.
-        before, after = self._envelope(SEND_ACTION, body).split(_DATA_PLACEHOLDER)
+        # The envelope is rendered around a placeholder and the base64 spliced in as bytes: hundreds of KiB of base64
+        # are neither copied into the text nor escaped (base64 has nothing to escape).
+        before, after = self._envelope(SEND_ACTION, send_body(self.command_id, _DATA_PLACEHOLDER, end)) \
+            .split(_DATA_PLACEHOLDER)
         return b"".join((before.encode("utf-8"), base64.b64encode(data), after.encode("utf-8")))
 
     def send_message(self, message: bytes) -> None:
@@ -184,9 +136,8 @@ class StreamingCommand:
 
     def receive(self) -> StreamOutput:
         """One Receive: whatever stdout and stderr the command wrote since the last one, and whether it ended."""
-        body = {"rsp:Receive": {"rsp:DesiredStream": {"@CommandId": self.command_id, "#text": "stdout stderr"}}}
         try:
-            response = self._protocol.send_message(self._envelope(RECEIVE_ACTION, body))
+            response = self._protocol.send_message(self._envelope(RECEIVE_ACTION, receive_body(self.command_id)))
         except Exception as exc:
             if HAS_WINRM and isinstance(exc, winrm.exceptions.WinRMOperationTimeoutError):
                 return StreamOutput(b"", b"", False, None)  # nothing within the OperationTimeout; ask again

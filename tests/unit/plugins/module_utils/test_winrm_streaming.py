@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import winrm.exceptions
-import winrm.protocol
 
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
@@ -33,15 +32,13 @@ CMD = "11111111-2222-3333-4444-555555555555"
 
 
 class Recorder:
-    """Stands in for pywinrm's Protocol: real header building, recorded messages, scripted answers."""
+    """Stands in for pywinrm's Protocol: recorded messages, scripted answers."""
 
     def __init__(self, answers=()):
         self.sent = []
         self.answers = list(answers)
         self.operation_timeout_sec = 20
         self.cleaned = []
-
-    build_wsman_header = winrm.protocol.Protocol.build_wsman_header
 
     def open_shell(self, **_kw):
         return "SHELL-1"

@@ -1,26 +1,14 @@
 # Copyright (c) remote_support.windows contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The columns filter: rows of cells -> the lines of a fleet table, each column as wide as its longest value.
-
-In Python rather than a Jinja macro: the macro ran every cell through five filters, each a plugin call through
-Ansible's templating, which cost a 500-device table more controller CPU than probing the devices did."""
+"""The columns filter: rows of cells -> the lines of a fleet table, each column as wide as its longest value."""
 
 from __future__ import annotations
 
-import re
 import typing as t
 
 from ansible.errors import AnsibleFilterError
 
-_WHITESPACE = re.compile(r"\s+")
-_END = "..."
-
-
-def _cell(value: t.Any, limit: int) -> str:
-    """One line (a device's text with a line break or tab cannot split a row), at most `limit` characters (a longer
-    value ends in "..."); a missing or empty value shows as "-"."""
-    text = _WHITESPACE.sub(" ", str(value)) if value else "-"
-    return text if len(text) <= limit else text[:max(limit - len(_END), 0)] + _END
+from ansible_collections.remote_support.windows.plugins.module_utils import tables
 
 
 def columns(rows: t.Any, limit: int = 40) -> str:
@@ -29,12 +17,7 @@ def columns(rows: t.Any, limit: int = 40) -> str:
         raise AnsibleFilterError("columns takes a list of rows, each a list of cells")
     if int(limit) < 1:
         raise AnsibleFilterError(f"columns: limit must be 1 or more characters, not {limit}")
-    cells = [[_cell(value, int(limit)) for value in row] for row in rows]
-    widths = [max((len(row[column]) for row in cells if column < len(row)), default=0)
-              for column in range(max((len(row) for row in cells), default=0))]
-    # The last column is not padded, so no line ends in spaces.
-    return "\n".join("  ".join([*(value.ljust(widths[column]) for column, value in enumerate(row[:-1])), *row[-1:]])
-                     for row in cells)
+    return tables.columns(rows, int(limit))
 
 
 class FilterModule:

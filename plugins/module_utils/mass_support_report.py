@@ -1,0 +1,63 @@
+# Copyright (c) remote_support.windows contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mass_support playbook's report: each device's record -> report.json, report.csv, the summary and the totals.
+
+In Python rather than templates: rendered through Ansible's templating, a 200-device report cost about 4 s of
+controller CPU (every cell of the CSV a macro call, every total a filter over all records), growing with the fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+from ansible_collections.remote_support.windows.plugins.module_utils.fleet import STATUSES
+from ansible_collections.remote_support.windows.plugins.module_utils.tables import columns
+
+# report.csv: the columns of report.json without the nested transfers.
+CSV_COLUMNS = ("host", "status", "reason", "check", "session_id", "requested_at", "authorized_at", "expires_at",
+               "ended_at", "push_bytes", "push_sha256", "collect_bytes", "collect_sha256", "collect_path")
+# A spreadsheet runs a cell that starts with one of these as a formula; such a cell is written after an apostrophe.
+_FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _csv_cell(value: t.Any) -> str:
+    """Every field quoted, on one line; free text a spreadsheet would run as a formula stays text."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_STARTS):
+        text = "'" + text
+    return '"' + text.replace('"', '""').replace("\r", " ").replace("\n", " ") + '"'
+
+
+def summary_lines(records: t.Sequence[t.Mapping[str, t.Any]], counts: t.Mapping[str, int]) -> list[str]:
+    """One line per device that is not done (what happened, what to check), then the totals by status."""
+    lines: list[str] = []
+    not_done = [[record["host"], record["status"], f"{record.get('reason') or ''} -- {record.get('check') or ''}"]
+                for record in records if record["status"] != "done"]
+    if not_done:
+        lines += columns(not_done, 1000).splitlines()
+        lines.append("")
+    lines.append(f"{'STATUS':<12} {'DEVICES':>6}")
+    lines += [f"{status:<12} {counts.get(status, 0):6d}" for status in STATUSES]
+    lines.append(f"{'total':<12} {len(records):6d}")
+    return lines
+
+
+def render(records_by_host: t.Mapping[str, t.Mapping[str, t.Any]]) -> dict[str, t.Any]:
+    """records (sorted by host), json and csv (the two files' text, without the last line break: the playbook adds
+    it outside the expression, so that no ansible-core version reads the text back as data), summary (lines),
+    counts (by status, every status named) and unhandled (the hosts not done)."""
+    records = [dict(records_by_host[host]) for host in sorted(records_by_host)]
+    counts = dict.fromkeys(STATUSES, 0)
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    csv_lines = [",".join(CSV_COLUMNS)]
+    csv_lines += [",".join(_csv_cell(record.get(column)) for column in CSV_COLUMNS) for record in records]
+    return {
+        "records": records,
+        "json": json.dumps(records, indent=4, sort_keys=True, separators=(",", ": ")),
+        "csv": "\n".join(csv_lines),
+        "summary": summary_lines(records, counts),
+        "counts": counts,
+        "unhandled": [record["host"] for record in records if record["status"] != "done"],
+    }

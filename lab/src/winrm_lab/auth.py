@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -367,8 +368,10 @@ def _credential_lines(device: t.Any) -> t.Iterator[str]:
             yield f"{logon}:0:{lm_hash}:{nt_hash}:[U]:LCT-00000000"
 
 
+@functools.lru_cache(maxsize=256)
 def _hashes(password: str) -> tuple[str, str]:
-    # pyspnego's own NTOWFv1/LMOWFv1 (hashlib's MD4 is often unavailable under OpenSSL 3).
+    # pyspnego's own NTOWFv1/LMOWFv1 (hashlib's MD4 is often unavailable under OpenSSL 3). Cached: every handshake
+    # asks for its device's accounts, and the LM hash is a pure-Python DES (a fleet's devices share few passwords).
     from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
     try:

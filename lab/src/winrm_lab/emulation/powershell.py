@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
@@ -58,8 +59,10 @@ def device_scripts_dir() -> pathlib.Path | None:
     return collection_scripts_dir()
 
 
+@functools.lru_cache(maxsize=None)
 def collection_scripts_dir() -> pathlib.Path | None:
-    """plugins/module_utils/device_scripts of the repository holding this package."""
+    """plugins/module_utils/device_scripts of the repository holding this package (looked for once: every command
+    asks)."""
     for parent in pathlib.Path(__file__).resolve().parents:
         candidate = parent / "plugins" / "module_utils" / "device_scripts"
         if candidate.is_dir():

@@ -251,8 +251,11 @@ class SupportVisit:
         if device_status == "unreachable":
             connection = authorization.get("connection") or {}
             record["status"] = "unreachable"
-            record["reason"] = "; ".join(str(part) for part in (
-                f"{authorization.get('msg')} ({connection.get('reason')})", connection.get("message")) if part)
+            message = str(authorization.get("msg") or "")
+            # The module's message already quotes the connection's when it has one: say it once.
+            record["reason"] = "; ".join(part for part in (
+                f"{message} ({connection.get('reason')})",
+                None if str(connection.get("message") or "") in message else str(connection["message"])) if part)
         elif device_status == "idle":
             record["status"] = "idle"
         elif state in ("denied", "timed_out"):

@@ -129,6 +129,18 @@ def test_a_visit_that_is_not_authorized_is_classified_and_transfers_nothing(monk
     assert record["check"] and record["push_sha256"] is None
 
 
+@pytest.mark.parametrize("msg, reason", [
+    ("Unable to connect to the device: refused the connection",
+     "Unable to connect to the device: refused the connection (refused)"),
+    ("Unable to connect", "Unable to connect (refused); refused the connection"),
+])
+def test_an_unreachable_device_s_reason_says_why_once(monkeypatch, tmp_path, msg, reason):
+    answer = {"failed": True, "state": "unavailable", "device_status": "unreachable", "msg": msg,
+              "connection": {"reason": "refused", "message": "refused the connection"}}
+    record = visit(monkeypatch, tmp_path, Device(answer, query={"state": "not_authorized", "session": None}))
+    assert record["reason"] == reason
+
+
 def test_a_prompt_still_open_when_the_wait_runs_out_is_timed_out_and_withdrawn(monkeypatch, tmp_path):
     pending = dict(SESSION, authorized_at=None)
     device = Device({"changed": False, "failed": True, "msg": "The client has not answered after 30 s"},

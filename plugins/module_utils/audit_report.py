@@ -17,6 +17,8 @@ import io
 import json
 import typing as t
 
+from ansible_collections.remote_support.windows.plugins.module_utils.tables import spreadsheet_text
+
 REPORT_VERSION = 1
 CSV_COLUMNS = (
     "device", "row", "session_id", "requested_by", "authenticated_account", "reason", "requested_at", "consent",
@@ -141,15 +143,12 @@ def build(results: t.Mapping[str, t.Mapping[str, t.Any]], generated_at: str) -> 
     }
 
 
-# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), =cmd|...); free text in the
-# report (a reason, a file name a user chose) must stay text, so such a cell is written after an apostrophe.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 class _TextCells(csv.DictWriter):
+    """Free text in the report stays text in a spreadsheet (tables.spreadsheet_text)."""
+
     def writerow(self, rowdict: t.Mapping[str, t.Any]) -> t.Any:
-        return super().writerow({key: "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS)
-                                 else value for key, value in rowdict.items()})
+        return super().writerow({key: spreadsheet_text(value) if isinstance(value, str) else value
+                                 for key, value in rowdict.items()})
 
 
 def to_csv(report: t.Mapping[str, t.Any]) -> str:

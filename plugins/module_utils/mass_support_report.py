@@ -12,20 +12,16 @@ import json
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils.fleet import STATUSES
-from ansible_collections.remote_support.windows.plugins.module_utils.tables import columns
+from ansible_collections.remote_support.windows.plugins.module_utils.tables import columns, spreadsheet_text
 
 # report.csv: the columns of report.json without the nested transfers.
 CSV_COLUMNS = ("host", "status", "reason", "check", "session_id", "requested_at", "authorized_at", "expires_at",
                "ended_at", "push_bytes", "push_sha256", "collect_bytes", "collect_sha256", "collect_path")
-# A spreadsheet runs a cell that starts with one of these as a formula; such a cell is written after an apostrophe.
-_FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 def _csv_cell(value: t.Any) -> str:
     """Every field quoted, on one line; free text a spreadsheet would run as a formula stays text."""
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_STARTS):
-        text = "'" + text
+    text = spreadsheet_text("" if value is None else str(value))
     return '"' + text.replace('"', '""').replace("\r", " ").replace("\n", " ") + '"'
 
 
@@ -44,9 +40,9 @@ def summary_lines(records: t.Sequence[t.Mapping[str, t.Any]], counts: t.Mapping[
 
 
 def render(records_by_host: t.Mapping[str, t.Mapping[str, t.Any]]) -> dict[str, t.Any]:
-    """records (sorted by host), json and csv (the two files' text, without the last line break: the playbook adds
-    it outside the expression, so that no ansible-core version reads the text back as data), summary (lines),
-    counts (by status, every status named) and unhandled (the hosts not done)."""
+    """records (sorted by host), json and csv (the two files' text, without the last line break, which the
+    playbook's template adds), summary (lines), counts (by status, every status named) and unhandled (the hosts not
+    done)."""
     records = [dict(records_by_host[host]) for host in sorted(records_by_host)]
     counts = dict.fromkeys(STATUSES, 0)
     for record in records:

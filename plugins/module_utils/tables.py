@@ -1,6 +1,7 @@
 # Copyright (c) remote_support.windows contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Plain-text tables for the fleet playbooks' summaries (the columns filter, the mass support report).
+"""Plain-text tables for the fleet playbooks' summaries (the columns filter, the mass support report), and the one
+rule for a spreadsheet cell of free text (the audit and mass support reports' CSV files).
 
 In Python rather than a Jinja macro: the macro ran every cell through five filters, each a plugin call through
 Ansible's templating, which cost a 500-device table more controller CPU than probing the devices did."""
@@ -12,6 +13,14 @@ import typing as t
 
 _WHITESPACE = re.compile(r"\s+")
 _END = "..."
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), =cmd|...).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text: str) -> str:
+    """Free text (a reason, a file name a user chose) as a CSV cell a spreadsheet keeps as text: after an
+    apostrophe when it would start a formula."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def cell(value: t.Any, limit: int) -> str:

@@ -75,3 +75,9 @@ def test_an_all_done_run_has_only_the_totals():
 def test_what_is_not_records_by_host_is_refused(given):
     with pytest.raises(AnsibleFilterError, match="mapping of device name"):
         mass_support_report_filter(given)
+
+
+def test_a_cell_that_a_tab_or_carriage_return_would_turn_into_a_formula_stays_text():
+    hostile = {"pc-d": record("pc-d", "failed", reason="\t=cmd|' /C calc'!A0", check="\r@SUM(1)")}
+    row = next(csv.DictReader(io.StringIO(mass_support_report.render(hostile)["csv"])))
+    assert (row["reason"], row["check"]) == ("'\t=cmd|' /C calc'!A0", "' @SUM(1)")

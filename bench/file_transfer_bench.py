@@ -100,7 +100,7 @@ def authorize(client: WinRMClient) -> None:
     result = support_session.run(client, {
         "state": "authorized", "reason": "file transfer benchmark", "requested_by": "bench", "wait": True,
         "wait_timeout": 60, "renew_before": 600, "poll_interval": 1, "idle_after": 900,
-    }, check_mode=False, controller_now=utc_now, sleep=time.sleep, monotonic=time.monotonic)
+    }, check_mode=False, controller_now=utc_now, monotonic=time.monotonic)
     if result.get("state") != "authorized":
         raise SystemExit(f"could not authorize a session: {result}")
 

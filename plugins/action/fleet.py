@@ -143,13 +143,13 @@ class ActionModule(DeviceAction):
                 return record
             if action == "support_session":
                 return support_session.run(client, device_options, check_mode=check_mode, controller_now=utc_now,
-                                           sleep=time.sleep, monotonic=time.monotonic)
+                                           monotonic=time.monotonic)
             if action == "file_transfer":
                 return file_transfer.run(client, device_options, check_mode=check_mode, diff=False,
                                          controller_now=utc_now, monotonic=time.monotonic,
                                          progress=lambda line: None, controller_host=controller_host)
             return fleet.SupportVisit(client, host, device_options, check_mode=check_mode, controller_now=utc_now,
-                                      sleep=time.sleep, monotonic=time.monotonic,
+                                      monotonic=time.monotonic,
                                       controller_host=controller_host).run()
 
         return work

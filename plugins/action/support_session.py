@@ -24,4 +24,4 @@ class ActionModule(DeviceAction):
         args = dict(args, requested_by=session_gate.requester(args["requested_by"], client.settings),
                     reason=args["reason"] or "")
         return support_session.run(client, args, check_mode=bool(self._task.check_mode), controller_now=utc_now,
-                                   sleep=time.sleep, monotonic=time.monotonic)
+                                   monotonic=time.monotonic)

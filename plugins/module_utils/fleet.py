@@ -27,7 +27,7 @@ SUPPORT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "reason": {"type": "str", "required": True},
     "requested_by": {"type": "str"},
     "wait_timeout": {"type": "int", "default": 300},
-    "poll_interval": {"type": "int", "default": 2},
+    "poll_interval": {"type": "int", "default": 1},
     "idle_after": {"type": "int", "default": device_info.DEFAULT_IDLE_AFTER},
     "push": {"type": "dict", "options": {"src": {"type": "str", "required": True},
                                          "dest": {"type": "str", "required": True}}},
@@ -160,15 +160,14 @@ class SupportVisit:
     session this visit opened. Each step is the per-device core of its module, in its own WinRM shell."""
 
     def __init__(self, client: t.Any, host: str, options: t.Mapping[str, t.Any], *, check_mode: bool,
-                 controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
-                 monotonic: t.Callable[[], float], controller_host: str,
+                 controller_now: t.Callable[[], datetime.datetime], monotonic: t.Callable[[], float],
+                 controller_host: str,
                  progress: t.Callable[[str], None] = lambda line: None) -> None:
         self.client = client
         self.host = host
         self.options = options
         self.check_mode = check_mode
         self.controller_now = controller_now
-        self.sleep = sleep
         self.monotonic = monotonic
         self.controller_host = controller_host
         self.progress = progress
@@ -179,7 +178,7 @@ class SupportVisit:
                    "wait": wait, "wait_timeout": self.options["wait_timeout"], "renew_before": 0,
                    "poll_interval": self.options["poll_interval"], "idle_after": self.options["idle_after"]}
         return self._step(support_session.run(self.steps, options, check_mode=self.check_mode,
-                                              controller_now=self.controller_now, sleep=self.sleep,
+                                              controller_now=self.controller_now,
                                               monotonic=self.monotonic))
 
     def transfer(self, direction: str, src: str, dest: str) -> dict[str, t.Any]:

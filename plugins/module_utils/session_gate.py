@@ -35,8 +35,9 @@ class DeviceView:
     record: sm.SessionRecord | None
 
 
-def read_view(shell: t.Any) -> DeviceView:
-    answer = shell.run(device_script.load("get_support_session"))
+def read_view(shell: t.Any, wait: t.Mapping[str, t.Any] | None = None) -> DeviceView:
+    """Reads the session; with `wait` (get_support_session's input), first waits on the device while it is unchanged."""
+    answer = shell.run(device_script.load("get_support_session"), {"wait": dict(wait)} if wait else {})
     return view_of(answer["device_time"], answer["policy"], answer["interactive_user"], answer["session"])
 
 

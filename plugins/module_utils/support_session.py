@@ -1,15 +1,16 @@
 # Copyright (c) remote_support.windows contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The core of the support_session module: read the session on the device, let the state machine decide, write by
-compare-and-set, and wait for the client. Plain Python: the clock, the sleep and the device shell are passed in.
+compare-and-set, and wait for the client. Plain Python: the clocks and the device shell are passed in.
 
 Everything runs in one WinRM shell: the facts script (is the device active?), the session read, at most one write,
-and the polls while waiting for the client each take one command.
+and the wait for the client's answer (which runs on the device, a minute at most per command) each take one command.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import typing as t
 
 from ansible_collections.remote_support.windows.plugins.module_utils import device_info, device_script, session_gate
@@ -30,10 +31,14 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "wait": {"type": "bool", "default": True},
     "wait_timeout": {"type": "int", "default": 300},
     "renew_before": {"type": "int", "default": sm.DEFAULT_RENEW_BEFORE_SECONDS},
-    "poll_interval": {"type": "int", "default": 2},
+    "poll_interval": {"type": "int", "default": 1},
     "idle_after": {"type": "int", "default": device_info.DEFAULT_IDLE_AFTER},
 }
 REQUIRED_IF = [("state", "authorized", ("reason",))]
+
+# The longest one command waits on the device for the client's answer; a longer wait takes several such commands, so
+# that a device that stopped answering is noticed within a minute.
+MAX_DEVICE_WAIT = 60
 
 # Application event log ids of the audit trail, by transition (device_layout.json). The device-side tasks write the
 # client's answer (authorized/denied), time-outs and expiry with the same ids.
@@ -89,13 +94,11 @@ class SessionTask:
     """One support_session task on one device."""
 
     def __init__(self, shell: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
-                 controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
-                 monotonic: t.Callable[[], float]) -> None:
+                 controller_now: t.Callable[[], datetime.datetime], monotonic: t.Callable[[], float]) -> None:
         self.shell = shell
         self.options = options
         self.check_mode = check_mode
         self.controller_now = controller_now
-        self.sleep = sleep
         self.monotonic = monotonic
         self.who = options["requested_by"]
 
@@ -141,7 +144,7 @@ class SessionTask:
         return self.outcome(view, status, changed, change.message, before)
 
     def wait_for_client(self, view: DeviceView) -> DeviceView:
-        """Polls the device until the client answers, the confirmation times out, or wait_timeout passes."""
+        """Waits on the device until the client answers, the confirmation times out, or wait_timeout passes."""
         session_id = view.record.id
         deadline = self.monotonic() + self.options["wait_timeout"]
         while True:
@@ -161,8 +164,15 @@ class SessionTask:
                     f"The client has not answered after {self.options['wait_timeout']} s (wait_timeout). The request "
                     f"stays pending until {format_utc(lapse)} by the device's clock{meanwhile}; run "
                     "again with state=query to see the answer, or deauthorize to cancel it.")
-            self.sleep(self.options["poll_interval"])
-            view = read_view(self.shell)
+            # One command that waits on the device until the record changes, the device's own deadline passes (a
+            # second later, so that the next read settles it), or this task's wait_timeout would: no poll per
+            # poll_interval over the network.
+            lapse = (settled.renewal_deadline if settled.renewal_pending else settled.confirmation_deadline)
+            until_lapse = (lapse - view.device_time).total_seconds() + 1 if lapse is not None else MAX_DEVICE_WAIT
+            seconds = math.ceil(min(deadline - self.monotonic(), until_lapse, MAX_DEVICE_WAIT))
+            view = read_view(self.shell, wait={"session_id": session_id, "version": view.record.version,
+                                               "seconds": max(1, seconds),
+                                               "every_seconds": self.options["poll_interval"]})
 
     def outcome(self, view: DeviceView, status: dict[str, t.Any], changed: bool, message: str,
                 before: sm.SessionRecord | None) -> dict[str, t.Any]:
@@ -252,15 +262,14 @@ def check_options(options: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], str
 
 
 def run(client: t.Any, options: t.Mapping[str, t.Any], *, check_mode: bool,
-        controller_now: t.Callable[[], datetime.datetime], sleep: t.Callable[[float], None],
-        monotonic: t.Callable[[], float]) -> dict[str, t.Any]:
+        controller_now: t.Callable[[], datetime.datetime], monotonic: t.Callable[[], float]) -> dict[str, t.Any]:
     """The support_session task on one device; never raises for a device-side failure."""
     options, problem = check_options(options)
     if problem:
         return {"changed": False, "failed": True, "msg": problem}
     try:
         with client.shell() as shell:
-            return SessionTask(shell, options, check_mode=check_mode, controller_now=controller_now, sleep=sleep,
+            return SessionTask(shell, options, check_mode=check_mode, controller_now=controller_now,
                                monotonic=monotonic).run()
     except DeviceError as error:
         # A query reports an unreachable device as its answer; the other states fail.

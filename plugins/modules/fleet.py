@@ -40,7 +40,7 @@ options:
       - For C(device_info), C(support_session), C(file_transfer), the options of those modules, and any of the
         connection options of the remote_support.windows.winrm documentation fragment.
       - "For C(support): C(reason) (required, shown to the user), C(requested_by) (default: the controller's user),
-        C(wait_timeout) (seconds to wait for each client's answer, default 300), C(poll_interval) (default 2),
+        C(wait_timeout) (seconds to wait for each client's answer, default 300), C(poll_interval) (default 1),
         C(idle_after) (default 900), C(push) (C(src) on the controller, C(dest) on the device), C(collect) (C(src)
         on the device, C(dest) a folder on the controller: the file lands in C(dest/<inventory_hostname>/)),
         C(end_session) (default true)."

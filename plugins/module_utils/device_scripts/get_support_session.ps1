@@ -1,9 +1,13 @@
 # device-script: get_support_session
-# version: 2
+# version: 3
 # contract: get_support_session.contract.json
 # Reads the support-session record (HKLM:\SOFTWARE\RemoteSupport\Session), the support policy
 # (HKLM:\SOFTWARE\RemoteSupport\Policy, defaults where absent) and the user logged on at the console. Changes nothing.
 # The registry layout is described in docs/consent-route.md.
+# With the input `wait` ({session_id, version, seconds, every_seconds}) it first waits on the device while the record
+# is still that version of that session: it re-reads it every every_seconds, and answers as soon as it changed (the
+# client answered, another controller wrote) or after `seconds`. So a controller awaits the client's answer in one
+# command instead of one command per poll.
 param($InputObject)
 
 Set-StrictMode -Version 2.0
@@ -58,18 +62,36 @@ function Read-Policy {
     return $policy
 }
 
-$lock = Enter-SessionLock
-try {
-    $record = Read-SessionRecord
-    $deviceTime = [DateTime]::UtcNow.ToString($stampFormat, $invariant)
-}
-finally {
-    $lock.ReleaseMutex()
-    $lock.Dispose()
+function Read-RecordAndTime {
+    $lock = Enter-SessionLock
+    try {
+        return @{ record = Read-SessionRecord; time = [DateTime]::UtcNow.ToString($stampFormat, $invariant) }
+    }
+    finally {
+        $lock.ReleaseMutex()
+        $lock.Dispose()
+    }
 }
 
+$wait = $null
+if ($null -ne $InputObject -and $null -ne $InputObject.PSObject.Properties['wait']) {
+    $wait = $InputObject.wait
+}
+$read = Read-RecordAndTime
+if ($null -ne $wait) {
+    # A stopwatch, not the wall clock: a clock set back or forward while waiting neither ends nor stretches the wait.
+    $waited = [System.Diagnostics.Stopwatch]::StartNew()
+    while ($null -ne $read.record -and [string]$read.record.id -eq [string]$wait.session_id -and
+           [int]$read.record.version -eq [int]$wait.version -and $waited.Elapsed.TotalSeconds -lt [int]$wait.seconds) {
+        Start-Sleep -Milliseconds ([int]([double]$wait.every_seconds * 1000))
+        $read = Read-RecordAndTime
+    }
+}
+$record = $read.record
+$deviceTime = $read.time
+
 $result = [ordered]@{
-    script_version = 2
+    script_version = 3
     device_time = $deviceTime
     policy = Read-Policy
     interactive_user = Get-InteractiveUser $false

@@ -90,7 +90,7 @@ def visit(monkeypatch, tmp_path, device, **options):
                 "idle_after": 900, "push": None, "collect": None, "end_session": True}
     settings.update(options)
     return fleet.SupportVisit(None, "desk-001", settings, check_mode=False, controller_now=lambda: NOW,
-                              sleep=lambda s: None, monotonic=time.monotonic, controller_host="ctl").run()
+                              monotonic=time.monotonic, controller_host="ctl").run()
 
 
 SESSION = {"id": "s1", "requested_by": "alice", "requested_at": "2026-11-24T10:00:00Z",
@@ -203,7 +203,7 @@ def test_a_visit_runs_its_steps_in_one_shell_and_opens_a_new_one_after_a_failed_
                 "idle_after": 900, "push": {"src": "/x", "dest": "C:\\x"},
                 "collect": {"src": "C:\\y", "dest": str(tmp_path)}, "end_session": True}
     record = fleet.SupportVisit(client, "desk-001", settings, check_mode=False, controller_now=lambda: NOW,
-                                sleep=lambda s: None, monotonic=time.monotonic, controller_host="ctl").run()
+                                monotonic=time.monotonic, controller_host="ctl").run()
     assert record["status"] == "failed" and record["reason"].startswith("collect:")
     # authorize, push and collect share the first shell; the collect failed, so ending the session opens another.
     assert shells == ["shell-1", "shell-1", "shell-1", "shell-2"]

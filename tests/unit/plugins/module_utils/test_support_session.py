@@ -63,7 +63,7 @@ def run(device, check_mode=False, **options):
             "renew_before": 600, "poll_interval": 2, "idle_after": 900}
     base.update(options)
     return support_session.run(device, base, check_mode=check_mode, controller_now=device.now,
-                               sleep=device.sleep, monotonic=device.monotonic)
+                               monotonic=device.monotonic)
 
 
 def test_client_accepts_then_authorized_for_the_ttl(lab):
@@ -77,7 +77,8 @@ def test_client_accepts_then_authorized_for_the_ttl(lab):
     authorized = datetime.datetime.strptime(record["authorized_at"], "%Y-%m-%dT%H:%M:%SZ")
     assert (expires - authorized).total_seconds() == 3600
     assert result["allowed_actions"] == ["remote_control", "file_transfer", "request_authorization", "deauthorize"]
-    assert result["remaining_seconds"] == 3600
+    # The device re-reads the record every poll_interval (1 s) while it waits, and stamps whole seconds.
+    assert 3598 <= result["remaining_seconds"] <= 3600
     first_write = writes(device)[0]
     assert first_write["consent_prompt"] is True and first_write["expiry_task"] is False
     assert first_write["audit"]["event_id"] == 1000
@@ -105,6 +106,54 @@ def test_wait_timeout_before_the_device_deadline_leaves_the_request_pending(lab)
     result = run(device, wait_timeout=10)
     assert result["failed"] is True and "has not answered after 10 s" in result["msg"]
     assert record_of(device)["state"] == "pending_confirmation"
+
+
+def waits(device):
+    """The `wait` input of every session read that waited on the device."""
+    return [script_input["wait"] for name, script_input in device.calls
+            if name == "get_support_session" and "wait" in script_input]
+
+
+def test_the_answer_is_awaited_on_the_device_in_one_command_and_seen_within_a_poll_interval(lab):
+    device = session_device(lab, answer="accept")
+    device.device.interactive_user.answer_after_seconds = 13.0
+    asked = device.now()
+    result = run(device, poll_interval=1)
+    assert result["state"] == "authorized"
+    assert reads(device) == 2 and len(waits(device)) == 1  # the gate's read, then one wait: no poll per interval
+    assert waits(device)[0]["every_seconds"] == 1 and waits(device)[0]["version"] == 1
+    seen = datetime.datetime.strptime(result["device_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    authorized = datetime.datetime.strptime(result["session"]["authorized_at"], "%Y-%m-%dT%H:%M:%SZ") \
+        .replace(tzinfo=datetime.timezone.utc)
+    assert 13 <= (authorized - asked).total_seconds() < 15
+    assert 0 <= (seen - authorized).total_seconds() <= 2  # one re-read (1 s) later, in whole seconds
+
+
+def test_a_long_wait_is_several_commands_of_a_minute_at_most(lab):
+    device = session_device(lab, answer=None, timeout=600)
+    result = run(device, wait_timeout=200)
+    assert result["failed"] is True and "has not answered after 200 s" in result["msg"]
+    assert [wait["seconds"] for wait in waits(device)] == [60, 60, 60, 20]
+
+
+def test_the_wait_ends_when_another_controller_cancels_the_request_meanwhile(lab):
+    """A change that is not the client's answer (another specialist cancels the prompt) ends the wait at once, and
+    the task reports it instead of waiting out its wait_timeout."""
+    device = session_device(lab, answer=None, timeout=300)
+
+    def cancelled_elsewhere():
+        record = dict(record_of(device), state="deauthorized", ended_by="other-specialist",
+                      ended_at=lab_session.stamp(device.now()), changed_by="other-specialist",
+                      changed_at=lab_session.stamp(device.now()))
+        record["version"] += 1
+        lab_session.write_record(device.device, record)
+
+    device.after(7, cancelled_elsewhere)
+    started = device.monotonic()
+    result = run(device, wait_timeout=120)
+    assert result["failed"] is True and result["state"] == "deauthorized"
+    assert device.monotonic() - started < 10
+    assert len(waits(device)) == 1
 
 
 def test_wait_false_returns_pending_confirmation(lab):

@@ -10,7 +10,7 @@ import pytest
 from winrm_lab import cli, windows_time
 from winrm_lab.scenarios import build_fleet
 
-from test_device_scripts import BOOTSTRAP_ARGUMENTS, FACTS_SCRIPT, payload, run
+from test_device_scripts import BOOTSTRAP_ARGUMENTS, FACTS_SCRIPT, SCRIPTS, payload, run
 
 
 @pytest.fixture
@@ -35,9 +35,26 @@ def test_the_facts_script_waits_for_powershell_and_each_of_its_wmi_queries(devic
     device.windows_time = windows_time.MODELS["windows"]
     stdout, stderr, code = run(device, BOOTSTRAP_ARGUMENTS, payload())
     assert code == 0, stderr
-    queries = FACTS_SCRIPT.count("Get-CimInstance") + FACTS_SCRIPT.count("Get-WmiObject")
+    queries = queries_in(FACTS_SCRIPT) + queries_in(library("device_facts"))  # the script reads them in its library
     assert queries >= 1
     assert waits == [windows_time.POWERSHELL_STARTUP_SECONDS, queries * windows_time.WMI_QUERY_SECONDS]
+
+
+def queries_in(text):
+    return text.count("Get-CimInstance") + text.count("Get-WmiObject")
+
+
+def library(name):
+    return (SCRIPTS / "library" / f"{name}.ps1").read_text(encoding="utf-8")
+
+
+def test_the_session_read_waits_for_the_facts_queries_only_when_it_answers_the_facts():
+    own = queries_in((SCRIPTS / "get_support_session.ps1").read_text(encoding="utf-8")) \
+        + queries_in(library("interactive_user"))
+    assert own >= 1  # the console user, from WMI
+    assert windows_time.wmi_queries("get_support_session") == own
+    assert windows_time.wmi_queries("get_support_session", frozenset({"facts"})) \
+        == own + queries_in(library("device_facts"))
 
 
 def test_without_the_model_nothing_waits(device, waits):

@@ -6,7 +6,7 @@ report are passed in.
 
 One WinRM shell per task, and in it:
 
-1. get_device_facts and get_support_session: is the device active, and may the session do `file_transfer` now
+1. get_support_session with the device's facts, in one command: is the device active, and may the session do `file_transfer` now
    (session_state.decide, the one place that answers it)?
 2. file_transfer_prepare: what the transfer would meet on the device (path, file, policy, free space, a resumable
    temporary file, MaxEnvelopeSizekb). Check mode stops here.

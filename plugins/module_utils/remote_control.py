@@ -4,8 +4,8 @@
 user's desktop, only while the support session is authorized. Plain Python: the clock and the device shell are
 passed in.
 
-`state: started` runs three commands in one WinRM shell: the facts script (is the device active?), the session read
-(does the state machine allow remote_control?), then start_remote_control, which checks the session again under the
+`state: started` runs two commands in one WinRM shell: the session gate's read (is the device active, does the state
+machine allow remote_control?), then start_remote_control, which checks the session again under the
 device's session lock, grants the specialist's account the right to shadow for this authorization only and arms the
 device-side end of that grant at expires_at. `state: stopped` runs stop_remote_control alone.
 """

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one session gate: may this action start on this device now, and if not, what does the operator read?
 
-support_session, remote_control and file_transfer each open the gate first, in the task's one WinRM shell: the facts
-script (active or idle, judged by device_info with the task's idle_after), the session read (get_support_session),
-then session_state.decide. The gate hands back either the go-ahead (with what it read) or the finished refusal, so
+support_session, remote_control and file_transfer each open the gate first, in the task's one WinRM shell: one
+command reads the device's facts (active or idle, judged by device_info with the task's idle_after) and its session
+(get_support_session with `facts`), then session_state.decide. The gate hands back either the go-ahead (with what it read) or the finished refusal, so
 the words, the allowed actions and the unreachable result are the same in every module.
 """
 
@@ -38,6 +38,10 @@ class DeviceView:
 def read_view(shell: t.Any, wait: t.Mapping[str, t.Any] | None = None) -> DeviceView:
     """Reads the session; with `wait` (get_support_session's input), first waits on the device while it is unchanged."""
     answer = shell.run(device_script.load("get_support_session"), {"wait": dict(wait)} if wait else {})
+    return _view(answer)
+
+
+def _view(answer: t.Mapping[str, t.Any]) -> DeviceView:
     return view_of(answer["device_time"], answer["policy"], answer["interactive_user"], answer["session"])
 
 
@@ -111,10 +115,15 @@ class Gate:
 
 def open_gate(shell: t.Any, action: str, idle_after: int,
               controller_now: t.Callable[[], datetime.datetime]) -> Gate:
-    """Reads the device (facts, then the session) in `shell` and decides whether `action` may start now."""
-    facts = shell.run(device_script.load("get_device_facts"))
+    """Reads the device (its facts and the session, in one command) in `shell` and decides whether `action` may
+    start now."""
+    answer = shell.run(device_script.load("get_support_session"), {"facts": True})
+    facts = answer.get("facts")
+    if not isinstance(facts, dict):
+        raise DeviceError("script", "The device script 'get_support_session' answered without the device's facts; "
+                                    "the device may run a different version of the collection's scripts.")
     status = device_info.record_from_facts(facts, idle_after, controller_now())
-    view = read_view(shell)
+    view = _view(answer)
     decision = sm.decide(action, view.record, view.device_time, status["status"] == "active", is_windows(facts),
                          connection_valid=status["connection"]["valid"])
     return Gate(facts, status, view, decision)

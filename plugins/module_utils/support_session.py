@@ -3,8 +3,9 @@
 """The core of the support_session module: read the session on the device, let the state machine decide, write by
 compare-and-set, and wait for the client. Plain Python: the clocks and the device shell are passed in.
 
-Everything runs in one WinRM shell: the facts script (is the device active?), the session read, at most one write,
-and the wait for the client's answer (which runs on the device, a minute at most per command) each take one command.
+Everything runs in one WinRM shell: the session gate's read (the device's facts: is it active?, and the session), at
+most one write, and the wait for the client's answer (which runs on the device, a minute at most per command) each
+take one command.
 """
 
 from __future__ import annotations

@@ -34,19 +34,36 @@ MODELS: dict[str, WindowsTime | None] = {
 }
 
 
+# A library a script calls only when its input asks (get_support_session's `facts`): its queries count only then.
+ON_REQUEST: dict[str, dict[str, str]] = {"get_support_session": {"device_facts": "facts"}}
+_LIBRARY_LINE = re.compile(r"^# library: *(\S+?)[ \t]*$", re.MULTILINE)
+
+
+def _queries_in(path: t.Any) -> tuple[int, list[str]]:
+    """The WMI queries in one file's text, and the libraries it takes."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError:
+        return 0, []
+    return len(_WMI_QUERY.findall(text)), _LIBRARY_LINE.findall(text)
+
+
 @functools.lru_cache(maxsize=None)
-def wmi_queries(script_name: str) -> int:
-    """How many WMI queries the collection's script of this name makes (counted in its text)."""
+def wmi_queries(script_name: str, asked: frozenset[str] = frozenset()) -> int:
+    """How many WMI queries the collection's script of this name makes (counted in its text and its libraries'),
+    with the libraries it calls on request only when `asked` names their input."""
     from .emulation.powershell import device_scripts_dir  # the emulation imports this module
 
     directory = device_scripts_dir()
     if directory is None:
         return 0
-    try:
-        text = (directory / f"{script_name}.ps1").read_text(encoding="utf-8-sig")
-    except OSError:
-        return 0
-    return len(_WMI_QUERY.findall(text))
+    count, libraries = _queries_in(directory / f"{script_name}.ps1")
+    on_request = ON_REQUEST.get(script_name, {})
+    for library in libraries:
+        if library in on_request and on_request[library] not in asked:
+            continue
+        count += _queries_in(directory / "library" / f"{library}.ps1")[0]
+    return count
 
 
 async def powershell_started(device: t.Any) -> None:
@@ -55,9 +72,11 @@ async def powershell_started(device: t.Any) -> None:
         await asyncio.sleep(model.powershell_startup_seconds)
 
 
-async def script_queries_answered(device: t.Any, script_name: str) -> None:
+async def script_queries_answered(device: t.Any, script_name: str, script_input: t.Any = None) -> None:
     model = getattr(device, "windows_time", None)
     if model is not None:
-        count = wmi_queries(script_name)
+        asked = frozenset(key for key, value in (script_input or {}).items() if value) \
+            if isinstance(script_input, dict) else frozenset()
+        count = wmi_queries(script_name, asked & frozenset(ON_REQUEST.get(script_name, {}).values()))
         if count:
             await asyncio.sleep(count * model.wmi_query_seconds)

@@ -7,7 +7,8 @@
 # With the input `wait` ({session_id, version, seconds, every_seconds}) it first waits on the device while the record
 # is still that version of that session: it re-reads it every every_seconds, and answers as soon as it changed (the
 # client answered, another controller wrote) or after `seconds`. So a controller awaits the client's answer in one
-# command instead of one command per poll.
+# command instead of one command per poll. With `facts: true` it also answers get_device_facts' result (`facts`), read
+# after the wait: a session gate reads the device in one command.
 param($InputObject)
 
 Set-StrictMode -Version 2.0
@@ -17,6 +18,8 @@ $ErrorActionPreference = 'Stop'
 # library: stamps
 # library: interactive_user
 # library: session_lock
+# library: agent_checkin
+# library: device_facts
 
 function Get-NumberValue($Key, [string]$Name) {
     # A value that is absent or not a whole number counts as not set.
@@ -96,5 +99,8 @@ $result = [ordered]@{
     policy = Read-Policy
     interactive_user = Get-InteractiveUser $false
     session = $record
+}
+if ($null -ne $InputObject -and $null -ne $InputObject.PSObject.Properties['facts'] -and $InputObject.facts -eq $true) {
+    $result.facts = Get-DeviceFacts
 }
 ConvertTo-Json -InputObject $result -Compress -Depth 5

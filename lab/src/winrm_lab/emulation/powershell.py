@@ -24,6 +24,8 @@ import re
 import typing as t
 
 import jsonschema
+import referencing
+import referencing.jsonschema
 
 from .. import windows_time
 from ..process import Program, ProcessIO
@@ -294,6 +296,25 @@ def script_header(script_text: str) -> dict[str, str]:
     return header
 
 
+@functools.lru_cache(maxsize=8)
+def _contracts(directory: pathlib.Path) -> referencing.Registry[t.Any]:
+    """Every contract in `directory` by its file name, for a contract that refers to another's schema
+    (get_support_session's `facts` is get_device_facts' output). Read once per folder: every command asks."""
+    resources = []
+    for path in sorted(directory.glob("*.contract.json")):
+        text = _read_text(path)
+        if text is not None:
+            resources.append((path.name, referencing.jsonschema.DRAFT202012.create_resource(json.loads(text))))
+    return referencing.Registry().with_resources(resources)
+
+
+def validator(known: KnownScript, part: str) -> jsonschema.Draft202012Validator:
+    """The validator of a script's input or output, its references to other contracts resolved."""
+    directory = device_scripts_dir()
+    registry = _contracts(directory) if directory is not None else referencing.Registry()
+    return jsonschema.Draft202012Validator(known.contract[part], registry=registry)
+
+
 @dataclasses.dataclass
 class KnownScript:
     name: str
@@ -410,13 +431,13 @@ async def run_known_script(io: ProcessIO, known: KnownScript, script_input: t.An
         await io.write_stderr((message + "\r\n").encode("utf-8"))
         return 1
 
-    errors = sorted(jsonschema.Draft202012Validator(known.contract["input"]).iter_errors(script_input),
+    errors = sorted(validator(known, "input").iter_errors(script_input),
                     key=lambda e: list(e.absolute_path))
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(the input)"
         return await fail(f"Cannot validate argument on parameter 'InputObject'. {where}: {errors[0].message}")
 
-    await windows_time.script_queries_answered(io.device, known.name)
+    await windows_time.script_queries_answered(io.device, known.name, script_input)
     try:
         run = known.emulation.run
         # Emulations that care who runs them and where (the consent prompt) take the process as `io`.
@@ -429,7 +450,7 @@ async def run_known_script(io: ProcessIO, known: KnownScript, script_input: t.An
     except DeviceScriptError as error:
         return await fail(str(error))
 
-    problems = list(jsonschema.Draft202012Validator(known.contract["output"]).iter_errors(result))
+    problems = list(validator(known, "output").iter_errors(result))
     if problems:
         detail = "; ".join(f"{'/'.join(map(str, p.absolute_path)) or '(result)'}: {p.message}" for p in problems[:5])
         log.error("lab bug: emulation of %s v%s broke its contract: %s", known.name, known.version, detail)

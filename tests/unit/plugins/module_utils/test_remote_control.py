@@ -118,7 +118,7 @@ def test_started_while_authorized_with_confirmation_prompts_the_user_and_never_s
     assert grant_of(device)["account"] == SPECIALIST and events(device) == [1020]
     assert task_scripts(device) == {"stop_remote_control"}
     # One shell, three commands: facts, the session read, the start.
-    assert names(device) == ["get_device_facts", "get_support_session", "start_remote_control"]
+    assert names(device) == ["get_support_session", "start_remote_control"]
 
 
 def test_started_twice_is_unchanged_and_changing_the_mode_is_a_change(lab):
@@ -202,7 +202,7 @@ def test_the_person_who_accepted_must_still_be_the_one_logged_on(lab):
     assert f"accepted by {accepted_by}" in result["msg"] and "CONTOSO\\ana in session 2" in result["msg"]
     named = run(device, target_user="CONTOSO\\ana")
     assert named["failed"] is True and "only the desktop of the person who accepted" in named["msg"]
-    assert "start_remote_control" not in names(device)[-2:]
+    assert names(device)[-1] == "get_support_session"  # refused at the gate: start_remote_control never ran
 
 
 def test_a_server_with_several_users_needs_to_be_told_whose_desktop(lab):
@@ -330,7 +330,7 @@ def test_stopped_removes_the_grant_and_puts_back_what_it_changed_idempotently(la
     sid = lab_rdp.account_sid(device.device, SPECIALIST)
     assert grant_of(device) is None and lab_rdp.listener_entry(device.device, sid) is None
     assert shadow_policy(device) == 2 and end_task(device) is None
-    assert names(device)[-1] == "stop_remote_control" and names(device).count("get_device_facts") == 1
+    assert names(device)[-1] == "stop_remote_control" and names(device).count("get_support_session") == 1
     again = run(device, state="stopped")
     assert again["changed"] is False and again["msg"] == "No remote control is granted on the device"
     assert events(device) == [1020, 1021]

@@ -1,5 +1,6 @@
 """Emulation of get_support_session.ps1, version 3: the session record, the policy and the console user; with
-`wait`, first waits on the device while the record is still the given version of the given session."""
+`wait`, first waits on the device while the record is still the given version of the given session; with `facts`,
+also what get_device_facts answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typing as t
 
 from ...device import Device
 from .. import session
+from . import get_device_facts
 
 VERSION = 3
 
@@ -33,10 +35,13 @@ async def run(device: Device, script_input: dict[str, t.Any]) -> dict[str, t.Any
         while _unchanged(record, wait) and loop.time() - started < wait["seconds"]:
             await asyncio.sleep(float(wait["every_seconds"]))  # Start-Sleep
             record, device_time = _read(device)
-    return {
+    result = {
         "script_version": VERSION,
         "device_time": device_time,
         "policy": session.read_policy(device),
         "interactive_user": session.interactive_user(device),  # WMI: fails on a device whose WMI is broken
         "session": record,
     }
+    if script_input.get("facts"):
+        result["facts"] = get_device_facts.run(device, {})  # the same function (library device_facts)
+    return result

@@ -11,7 +11,9 @@ import ssl
 import threading
 
 import pytest
-
+import requests
+import requests.adapters
+import winrm.transport
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -360,3 +362,53 @@ def test_output_missing_contract_fields_is_a_script_error():
     with pytest.raises(DeviceError) as info:
         client.run_script(device_script.load("get_device_facts"))
     assert "serial_number" in info.value.message
+
+
+# --- how each message's request is prepared ----------------------------------------------------------------------
+
+class RecordingAdapter(requests.adapters.BaseAdapter):
+    """requests' adapter that answers every request with an empty WS-Management response and keeps the request."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def send(self, request, **kwargs):
+        self.sent.append(request)
+        response = requests.Response()
+        response.status_code, response._content, response.request, response.url = 200, b"<ok/>", request, request.url
+        return response
+
+    def close(self):
+        pass
+
+
+def pywinrm_transport(transport):
+    """A real pywinrm client for `transport` as WinRMClient builds it (adjusted), its requests recorded."""
+    client = WinRMClient(settings(transport=transport, server_cert_validation="ignore"))
+    protocol = client._protocol(transport)
+    adapter = RecordingAdapter()
+    protocol.transport.build_session().mount("https://", adapter)
+    return protocol.transport, adapter
+
+
+def test_each_ntlm_message_is_its_own_request_though_prepared_from_one_template():
+    transport, adapter = pywinrm_transport("ntlm")
+    assert type(transport).__name__ == "_OneTemplateTransport"
+    transport.send_message("<first/>")
+    transport.send_message(b"<second-one/>")
+    transport.build_session().cookies.set("lb", "node2")  # a load balancer pins the connection with a cookie
+    transport.send_message(b"<third/>")
+    first, second, third = adapter.sent
+    assert [r.body for r in adapter.sent] == [b"<first/>", b"<second-one/>", b"<third/>"]
+    assert [r.headers["Content-Length"] for r in adapter.sent] == ["8", "13", "8"]
+    assert len({r.url for r in adapter.sent}) == 1 and first.headers["Content-Type"].startswith("application/soap+xml")
+    assert "Cookie" not in second.headers and third.headers["Cookie"] == "lb=node2"
+    assert first.headers is not second.headers  # NTLM's retry changes its own request's headers, never the template's
+
+
+def test_kerberos_prepares_every_request_itself_so_no_ticket_is_sent_twice():
+    """pywinrm's Kerberos puts a new token on each request it prepares (force_preemptive until authenticated): a
+    template would send one token again, which a device rejects as a replay."""
+    transport, _adapter = pywinrm_transport("kerberos")
+    assert type(transport) is winrm.transport.Transport

@@ -166,9 +166,14 @@ class _Journal:
     """One JSON line per device as it finishes, flushed at once, so a run that is killed keeps what it did."""
 
     def __init__(self, path: str, action: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.action = action
-        self.file = open(path, "a", encoding="utf-8")
+        try:
+            # Its folder is the run's report folder: readable by the controller's account and its group only.
+            os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+            self.file = open(path, "a", encoding="utf-8")
+        except OSError as error:
+            raise AnsibleActionFail(f"The journal {path} cannot be written ({error.strerror or error}). Choose a "
+                                    "report folder the controller's account may write. No device was contacted.")
 
     def write(self, host: str, outcome: t.Mapping[str, t.Any]) -> None:
         self.file.write(json.dumps({"host": host, "action": self.action, "result": outcome}, sort_keys=True) + "\n")

@@ -33,6 +33,15 @@ fi
 grep -q "Nothing was done on any device" "$work/bad.log"
 test ! -e "$work/bad/journal.jsonl"
 
+# A report folder the controller cannot make is refused before any device is touched (the first run below finds
+# every device as the lab set it up).
+run_vars unwritable "INC-1"
+if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.mass_support -e "@$work/unwritable.json" \
+        -e report_dir="$work/tool.bin/report" > "$work/unwritable.log" 2>&1; then
+    echo "mass_support accepted a report_dir inside a file" >&2; exit 1
+fi
+grep -q "cannot be written (Not a directory).*No device was contacted" "$work/unwritable.log"
+
 # 1. One whole run.
 run_vars first "INC-4711: collect diagnostics"
 ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.mass_support -e "@$work/first.json" | tee "$work/first.log"

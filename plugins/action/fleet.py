@@ -20,7 +20,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.utils.display import Display
 
-from ansible_collections.remote_support.windows.plugins.module_utils import device_info, fleet
+from ansible_collections.remote_support.windows.plugins.module_utils import device_info, fleet, mass_support_report
 from ansible_collections.remote_support.windows.plugins.module_utils import file_transfer, session_gate, support_session
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import HAS_WINRM, WinRMClient
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import WINRM_ARGUMENT_SPEC
@@ -34,6 +34,8 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
     "hosts": {"type": "list", "elements": "str"},
     "concurrency": {"type": "int", "default": fleet.DEFAULT_CONCURRENCY},
     "journal": {"type": "path"},
+    "report": {"type": "dict", "options": {"dir": {"type": "path", "required": True},
+                                           "earlier": {"type": "dict", "default": {}}}},
     "progress_every": {"type": "int", "default": 0},
 }
 
@@ -57,6 +59,13 @@ class ActionModule(DeviceAction):
         unknown = [host for host in hosts if host not in hostvars]
         if unknown:
             raise AnsibleActionFail(f"hosts names devices the inventory does not have: {', '.join(unknown[:10])}")
+
+        report = args["report"]
+        if report is not None:
+            problem = "report is for the support action" if action != "support" else \
+                mass_support_report.records_problem(report["earlier"])
+            if problem:
+                raise AnsibleActionFail(f"report: {problem}")
 
         work = self._work(action, options, hostvars, self.play_credentials(task_vars))
         journal = _Journal(args["journal"], action) if args["journal"] else None
@@ -83,7 +92,23 @@ class ActionModule(DeviceAction):
             "msg": f"{action} on {len(hosts)} devices: " + ", ".join(
                 f"{n} {k}" for k, n in sorted(fleet.summarize(results).items())),
         })
+        if report is not None:
+            result["report"] = self._report(report, results)
         return result
+
+    def _report(self, report: t.Mapping[str, t.Any], results: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """The report of the devices served before (earlier) and now, written to report.json and report.csv."""
+        rendered = mass_support_report.render(dict(report["earlier"], **results))
+        files: list[str] = []
+        if not self._task.check_mode:
+            try:
+                os.makedirs(report["dir"], mode=0o750, exist_ok=True)
+                files = mass_support_report.write(report["dir"], rendered)
+            except OSError as error:
+                raise AnsibleActionFail(f"The report cannot be written to {report['dir']} ({error.strerror or error}). "
+                                        "Every device's record is in the journal; choose a report folder the "
+                                        "controller's account may write and run again.")
+        return {key: rendered[key] for key in ("records", "summary", "counts", "unhandled")} | {"files": files}
 
     def _action_options(self, action: str, given: dict[str, t.Any]) -> dict[str, t.Any]:
         """The per-device options, checked once for the whole fleet against the action's own argument spec."""

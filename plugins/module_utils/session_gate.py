@@ -4,8 +4,9 @@
 
 support_session, remote_control and file_transfer each open the gate first, in the task's one WinRM shell: one
 command reads the device's facts (active or idle, judged by device_info with the task's idle_after) and its session
-(get_support_session with `facts`), then session_state.decide. The gate hands back either the go-ahead (with what it read) or the finished refusal, so
-the words, the allowed actions and the unreachable result are the same in every module.
+(get_support_session with `facts`), then session_state.decide. The gate hands back either the go-ahead (with what it
+read) or the finished refusal, so the words, the allowed actions and the unreachable result are the same in every
+module.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = {
 REQUIRED_IF = [("state", "authorized", ("reason",))]
 
 # The longest one command waits on the device for the client's answer; a longer wait takes several such commands, so
-# that a device that stopped answering is noticed within a minute.
+# that the controller reads the session at least once a minute, as its polls did.
 MAX_DEVICE_WAIT = 60
 
 # Application event log ids of the audit trail, by transition (device_layout.json). The device-side tasks write the
@@ -157,8 +157,8 @@ class SessionTask:
                     what = "timed_out" if settled.state in ("timed_out", "authorized") else settled.state
                     view = write_record(self.shell, view, settled, what, sm.TIMER)
                 return view
+            lapse = settled.renewal_deadline if settled.renewal_pending else settled.confirmation_deadline
             if self.monotonic() >= deadline:
-                lapse = (settled.renewal_deadline if settled.renewal_pending else settled.confirmation_deadline)
                 meanwhile = (f"; the current authorization holds until {format_utc(settled.expires_at)} meanwhile"
                              if settled.renewal_pending else "")
                 raise SessionError(
@@ -168,12 +168,11 @@ class SessionTask:
             # One command that waits on the device until the record changes, the device's own deadline passes (a
             # second later, so that the next read settles it), or this task's wait_timeout would: no poll per
             # poll_interval over the network.
-            lapse = (settled.renewal_deadline if settled.renewal_pending else settled.confirmation_deadline)
             until_lapse = (lapse - view.device_time).total_seconds() + 1 if lapse is not None else MAX_DEVICE_WAIT
             seconds = math.ceil(min(deadline - self.monotonic(), until_lapse, MAX_DEVICE_WAIT))
             view = read_view(self.shell, wait={"session_id": session_id, "version": view.record.version,
                                                "seconds": max(1, seconds),
-                                               "every_seconds": self.options["poll_interval"]})
+                                               "every_seconds": min(self.options["poll_interval"], MAX_DEVICE_WAIT)})
 
     def outcome(self, view: DeviceView, status: dict[str, t.Any], changed: bool, message: str,
                 before: sm.SessionRecord | None) -> dict[str, t.Any]:

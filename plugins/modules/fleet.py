@@ -65,6 +65,24 @@ options:
       - A file on the controller to which one JSON line per device (C(host), C(action), C(result)) is appended and
         flushed as soon as that device is finished, so a run that is interrupted leaves a record of what it did.
     type: path
+  report:
+    description:
+      - C(support) only. Build the run's report from the devices served before (O(report.earlier)) and now, write it
+        to O(report.dir) as C(report.json) (one record per device, the records described under RV(results)) and
+        C(report.csv) (the same rows, every field quoted, free text a spreadsheet would run as a formula kept as
+        text), and return it as RV(report). Each file is replaced whole; in check mode nothing is written.
+    type: dict
+    suboptions:
+      dir:
+        description: The folder on the controller to write the two files to (made, mode 0750, when missing).
+        type: path
+        required: true
+      earlier:
+        description:
+          - The records of devices served by earlier runs, keyed by inventory name, as this task returned them
+            (a rerun reads them from its journal). A device served now replaces its earlier record.
+        type: dict
+        default: {}
   progress_every:
     description:
       - Print a progress line every this many devices. V(0) prints about twenty lines per run.
@@ -115,6 +133,8 @@ EXAMPLES = r"""
     action: support
     concurrency: 100
     journal: /var/lib/support/INC-4711/journal.jsonl
+    report:
+      dir: /var/lib/support/INC-4711
     options:
       reason: "INC-4711: collect the VPN client's log"
       wait_timeout: 600
@@ -187,6 +207,31 @@ counts:
   returned: always
   type: dict
   sample: {active: 180, idle: 12, unreachable: 8}
+report:
+  description: The report O(report) asked for.
+  returned: when O(report) is given
+  type: dict
+  contains:
+    records:
+      description: Every device's record, earlier and now, sorted by inventory name.
+      type: list
+      elements: dict
+    summary:
+      description: Lines to print, one per device that is not done (what happened, what to check), then the totals.
+      type: list
+      elements: str
+    counts:
+      description: How many devices had each status; every status is named.
+      type: dict
+      sample: {done: 180, denied: 4, timed_out: 6, idle: 3, unreachable: 7, failed: 0}
+    unhandled:
+      description: Inventory names of the devices whose status is not C(done).
+      type: list
+      elements: str
+    files:
+      description: The paths of report.json and report.csv as written (none in check mode).
+      type: list
+      elements: str
 msg:
   description: One line for the whole task.
   returned: always

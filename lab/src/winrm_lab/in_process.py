@@ -224,7 +224,8 @@ class InProcessDevice:
             return shell.run(script, script_input)
 
     def run(self, script: t.Any, script_input: t.Mapping[str, t.Any] | None = None) -> t.Any:
-        """Runs a device script as one command and returns what `script.parse_result` makes of its output."""
+        """Runs a device script as one command and returns what `script.parse_result` makes of its output. A script
+        that waits on the device (get_support_session's `wait`) moves the device's clock on as far as it waits."""
         script_input = dict(script_input or {})
         action = self._before.pop(_name(script), None)
         if action is not None:

@@ -7,9 +7,7 @@ import io
 import json
 
 import pytest
-from ansible.errors import AnsibleFilterError
 
-from ansible_collections.remote_support.windows.plugins.filter.mass_support_report import mass_support_report_filter
 from ansible_collections.remote_support.windows.plugins.module_utils import mass_support_report
 from ansible_collections.remote_support.windows.plugins.module_utils.fleet import STATUSES
 
@@ -73,8 +71,27 @@ def test_an_all_done_run_has_only_the_totals():
 
 @pytest.mark.parametrize("given", [["pc-a"], {"pc-a": "done"}, {"pc-a": {"status": "done"}}])
 def test_what_is_not_records_by_host_is_refused(given):
-    with pytest.raises(AnsibleFilterError, match="mapping of device name"):
-        mass_support_report_filter(given)
+    assert "mapping of device name" in mass_support_report.records_problem(given)
+    assert mass_support_report.records_problem(RECORDS) is None
+
+
+def test_the_files_are_written_whole_with_a_last_line_break_and_a_failed_write_keeps_the_previous_report(
+        tmp_path, monkeypatch):
+    report = mass_support_report.render(RECORDS)
+    paths = mass_support_report.write(str(tmp_path), report)
+    assert paths == [str(tmp_path / "report.json"), str(tmp_path / "report.csv")]
+    assert json.loads((tmp_path / "report.json").read_text()) == report["records"]
+    assert (tmp_path / "report.csv").read_text() == report["csv"] + "\n"
+    assert oct((tmp_path / "report.csv").stat().st_mode & 0o777) == "0o640"
+
+    def disk_full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mass_support_report.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        mass_support_report.write(str(tmp_path), mass_support_report.render({"pc-b": record("pc-b")}))
+    assert json.loads((tmp_path / "report.json").read_text()) == report["records"]  # the previous report, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.json"]  # no half-written file left
 
 
 def test_a_cell_that_a_tab_or_carriage_return_would_turn_into_a_formula_stays_text():

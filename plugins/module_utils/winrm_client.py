@@ -280,7 +280,7 @@ def _adjust_session(protocol: t.Any, settings: WinRMSettings) -> None:
         return  # a stand-in for pywinrm (the unit tests' recorders)
     session = transport.build_session()  # public; pywinrm builds it once and keeps it on the transport
     session.trust_env = False
-    if type(transport) is winrm.transport.Transport and _stateless(session.auth):
+    if transport.__class__ is winrm.transport.Transport and _stateless(session.auth):
         transport.__class__ = _OneTemplateTransport  # the same transport; only how a message's request is prepared
     if isinstance(session.verify, str) and os.path.exists(session.verify) and not session.cert:
         # Only with a CA file and no client certificate: the client certificate is loaded into the context per

@@ -411,4 +411,4 @@ def test_kerberos_prepares_every_request_itself_so_no_ticket_is_sent_twice():
     """pywinrm's Kerberos puts a new token on each request it prepares (force_preemptive until authenticated): a
     template would send one token again, which a device rejects as a replay."""
     transport, _adapter = pywinrm_transport("kerberos")
-    assert type(transport) is winrm.transport.Transport
+    assert transport.__class__ is winrm.transport.Transport

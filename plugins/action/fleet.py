@@ -93,7 +93,13 @@ class ActionModule(DeviceAction):
                 f"{n} {k}" for k, n in sorted(fleet.summarize(results).items())),
         })
         if report is not None:
-            result["report"] = self._report(report, results)
+            try:
+                result["report"] = self._report(report, results)
+            except OSError as error:  # the devices' results stay in this result, and in the journal
+                result.update(failed=True, msg=(
+                    f"The report cannot be written to {report['dir']} ({error.strerror or error}). Every device's "
+                    "record is in this task's results (and its journal, when it keeps one); choose a report folder "
+                    "the controller's account may write and run again."))
         return result
 
     def _report(self, report: t.Mapping[str, t.Any], results: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
@@ -101,13 +107,8 @@ class ActionModule(DeviceAction):
         rendered = mass_support_report.render(dict(report["earlier"], **results))
         files: list[str] = []
         if not self._task.check_mode:
-            try:
-                os.makedirs(report["dir"], mode=0o750, exist_ok=True)
-                files = mass_support_report.write(report["dir"], rendered)
-            except OSError as error:
-                raise AnsibleActionFail(f"The report cannot be written to {report['dir']} ({error.strerror or error}). "
-                                        "Every device's record is in the journal; choose a report folder the "
-                                        "controller's account may write and run again.")
+            os.makedirs(report["dir"], mode=0o750, exist_ok=True)
+            files = mass_support_report.write(report["dir"], rendered)
         return {key: rendered[key] for key in ("records", "summary", "counts", "unhandled")} | {"files": files}
 
     def _action_options(self, action: str, given: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -48,6 +48,21 @@ ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.mass_support -e "@$w
 grep -q "support: 200 / 200 devices done" "$work/first.log"
 python3 lab_fleet.py "$LAB_MANIFEST" verify "$work/expected.json" "$work/first.json"
 
+# A report that cannot be written (a folder stands where report.json goes) fails the run and says what to do; no
+# half-written file is left. (The rerun serves again only the devices that were not done.)
+journaled=$(python3 lab_fleet.py "$LAB_MANIFEST" journal-lines "$work/first/journal.jsonl")
+mv "$work/first/report.json" "$work/first/report.json.kept"
+mkdir "$work/first/report.json"
+if ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.mass_support -e "@$work/first.json" \
+        > "$work/unwritable-report.log" 2>&1; then
+    echo "mass_support ended well without writing its report" >&2; exit 1
+fi
+grep -q "The report cannot be written to .*choose a report folder" "$work/unwritable-report.log"
+python3 lab_fleet.py "$LAB_MANIFEST" rerun-only-rest "$work/first/journal.jsonl" "$journaled"
+test -z "$(find "$work/first" -maxdepth 1 -name '.report.*')"
+rmdir "$work/first/report.json"
+mv "$work/first/report.json.kept" "$work/first/report.json"
+
 # 2. A run killed midway, outright (SIGKILL to ansible-playbook and its worker: Ansible gives each worker a session
 #    of its own), once some devices are done; then run again with the same report_dir.
 run_vars second "INC-4712: collect diagnostics again"

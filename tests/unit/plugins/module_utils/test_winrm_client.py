@@ -13,6 +13,7 @@ import threading
 import pytest
 import requests
 import requests.adapters
+import requests.auth
 import winrm.transport
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +27,7 @@ from ansible_collections.remote_support.windows.plugins.module_utils.winrm_clien
     WinRMClient,
     _ntlm_password,
 )
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_envelopes import WinRSProtocol
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     WINRM_ARGUMENT_SPEC,
@@ -383,9 +385,30 @@ class RecordingAdapter(requests.adapters.BaseAdapter):
         pass
 
 
-def pywinrm_transport(transport):
-    """A real pywinrm client for `transport` as WinRMClient builds it (adjusted), its requests recorded."""
-    client = WinRMClient(settings(transport=transport, server_cert_validation="ignore"))
+class MintingAuth(requests.auth.AuthBase):
+    """Authentication that puts a new token on every request it prepares, as pywinrm's Kerberos does until the
+    device has accepted one (force_preemptive) and CredSSP does for each of its messages."""
+
+    def __init__(self):
+        self.minted = 0
+
+    def __call__(self, request):
+        self.minted += 1
+        request.headers["Authorization"] = f"Negotiate token-{self.minted}"
+        return request
+
+
+def pywinrm_transport(transport, auth=None):
+    """A real pywinrm client for `transport` as WinRMClient builds it (adjusted), its requests recorded; with
+    `auth`, that authentication in place of pywinrm's own before the client adjusts the session."""
+    def protocol_factory(**kwargs):
+        protocol = WinRSProtocol(**kwargs)
+        if auth is not None:
+            protocol.transport.build_session().auth = auth
+        return protocol
+
+    client = WinRMClient(settings(transport=transport, server_cert_validation="ignore"),
+                         protocol_factory=protocol_factory)
     protocol = client._protocol(transport)
     adapter = RecordingAdapter()
     protocol.transport.build_session().mount("https://", adapter)
@@ -407,8 +430,11 @@ def test_each_ntlm_message_is_its_own_request_though_prepared_from_one_template(
     assert first.headers is not second.headers  # NTLM's retry changes its own request's headers, never the template's
 
 
-def test_kerberos_prepares_every_request_itself_so_no_ticket_is_sent_twice():
-    """pywinrm's Kerberos puts a new token on each request it prepares (force_preemptive until authenticated): a
-    template would send one token again, which a device rejects as a replay."""
-    transport, _adapter = pywinrm_transport("kerberos")
+def test_an_authentication_that_mints_a_token_per_request_gets_a_new_one_on_every_message():
+    """Kerberos and CredSSP are not templated: a template would send one token again, which a device rejects as a
+    replay."""
+    transport, adapter = pywinrm_transport("ntlm", auth=MintingAuth())
     assert transport.__class__ is winrm.transport.Transport
+    transport.send_message(b"<first/>")
+    transport.send_message(b"<second/>")
+    assert [r.headers["Authorization"] for r in adapter.sent] == ["Negotiate token-1", "Negotiate token-2"]

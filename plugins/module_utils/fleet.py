@@ -157,7 +157,8 @@ class _VisitShell:
 
 class SupportVisit:
     """The `support` action on one device: authorize and wait for the client, push and/or collect a file, end the
-    session this visit opened. Each step is the per-device core of its module, in its own WinRM shell."""
+    session this visit opened. Each step is the per-device core of its module, all in the visit's one WinRM shell
+    (_VisitShell)."""
 
     def __init__(self, client: t.Any, host: str, options: t.Mapping[str, t.Any], *, check_mode: bool,
                  controller_now: t.Callable[[], datetime.datetime], monotonic: t.Callable[[], float],

@@ -57,6 +57,21 @@ refused mass_support "mass_support: max_open_prompts must be 1 to 1000, not -5."
 refused end_sessions "end_sessions: concurrency must be 1 to 1000, not 0." -e concurrency=0
 refused enforce_policy "support_session_ttl must be 60 to 28800 seconds, not 0" -e support_session_ttl=0
 
+# --- the fleet module's report option, given directly: for the support action only, with records as it returns them ---
+fleet_refused() {  # fleet_refused EXPECTED-TEXT ARGS-JSON: the task fails with that text and no device is contacted
+    local before
+    before=$(requests)
+    if ansible localhost -i "$LAB_INVENTORY" -m remote_support.windows.fleet -a "$2" >"$LAB_DIR/fleet.log" 2>&1; then
+        echo "fleet accepted $2" >&2; exit 1
+    fi
+    grep -F -- "$1" "$LAB_DIR/fleet.log" || { cat "$LAB_DIR/fleet.log" >&2; exit 1; }
+    [ "$(requests)" = "$before" ] || { echo "fleet $2 contacted a device before refusing" >&2; exit 1; }
+}
+fleet_refused "report: report is for the support action" \
+    '{"action": "device_info", "report": {"dir": "'"$LAB_DIR"'/report"}}'
+fleet_refused "report: the report takes a mapping of device name -> the record" \
+    '{"action": "support", "options": {"reason": "INC-1"}, "report": {"dir": "'"$LAB_DIR"'/report", "earlier": {"pc-1": "done"}}}'
+
 # --- the fleet table, and fail_when_unhandled -------------------------------------------------------------------------
 # The same survey without and with the option: only the option makes the run fail, and it names the devices.
 ansible-playbook -i "$LAB_INVENTORY" remote_support.windows.device_info -e "report_file=$LAB_DIR/table.txt" \

@@ -6,6 +6,7 @@ the lab's user does; time is the device's clock."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
@@ -196,6 +197,32 @@ def test_unreachable_device_is_blocked_but_query_does_not_fail(lab):
     assert "refused the connection. Check that the device is on" in revoke["msg"]
     query = run(device, state="query")
     assert query["failed"] is False and query["state"] == "unavailable"
+
+
+class WithoutFacts:
+    """A client of `device` whose session reads come back without the facts, as from another version's scripts."""
+
+    def __init__(self, device):
+        self.device = device
+
+    @contextlib.contextmanager
+    def shell(self):
+        yield self
+
+    def run(self, script, script_input=None):
+        answer = self.device.run(script, script_input)
+        answer.pop("facts", None)
+        return answer
+
+
+def test_a_session_read_without_the_facts_is_named_and_changes_nothing(lab):
+    device = session_device(lab)
+    result = support_session.run(WithoutFacts(device), {
+        "state": "authorized", "reason": "INC-4711", "requested_by": "jdoe", "wait": True, "wait_timeout": 60,
+        "renew_before": 600, "poll_interval": 2, "idle_after": 900}, check_mode=False, controller_now=device.now,
+        monotonic=device.monotonic)
+    assert result["failed"] is True and result["device_status"] == "unreachable"
+    assert "answered without the device's facts" in result["msg"] and not writes(device)
 
 
 @pytest.mark.parametrize("left, renewed", [(601, False), (600, True), (60, True)])

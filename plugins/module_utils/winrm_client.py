@@ -3,9 +3,9 @@
 """The collection's one WinRM client: opens a shell on one device (trying each transport in order, with a managed
 Kerberos ticket when asked) and runs device scripts in it, each as one command.
 
-The fourth layer (winrm_settings -> winrm_failures -> winrm_envelopes -> winrm_client -> winrm_streaming): every
-failure leaves it as a DeviceError named by winrm_failures.classify. Each client talks to one device; make one per
-device and thread.
+The fifth layer (winrm_settings -> winrm_failures -> winrm_http -> winrm_envelopes -> winrm_client ->
+winrm_streaming): every failure leaves it as a DeviceError named by winrm_failures.classify. Each client talks to one
+device; make one per device and thread.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import weakref
 try:
     import requests
     import requests.adapters
-    import requests.auth
-    import requests_ntlm
     import urllib3.util.ssl_
     import winrm.transport
 
@@ -37,6 +35,7 @@ except ImportError as import_error:  # reported by the action plugin with the in
     WINRM_IMPORT_ERROR = import_error
 
 from ansible_collections.remote_support.windows.plugins.module_utils.device_script import DeviceScript
+from ansible_collections.remote_support.windows.plugins.module_utils import winrm_http
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_envelopes import WinRSProtocol
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify, kerberos_advice
@@ -86,39 +85,6 @@ class _DeviceAdapter(requests.adapters.HTTPAdapter if HAS_WINRM else object):  #
     def cert_verify(self, conn: t.Any, url: str, verify: t.Any, cert: t.Any) -> None:
         super().cert_verify(conn, url, verify, cert)
         conn.ca_certs = conn.ca_cert_dir = None  # already in the context; loading it again is the cost saved
-
-
-class _OneTemplateTransport(winrm.transport.Transport if HAS_WINRM else object):  # type: ignore[misc]
-    """pywinrm's transport, preparing each message's request from one prepared for the device, with only the body
-    set anew (for the authentication _stateless names).
-
-    Every message goes to the same URL with the same session headers, authentication and cookies; requests would
-    otherwise merge the session's settings, parse the URL and build the headers again for each message (a fifth of
-    a mass support visit's CPU). The template is made again when the session's cookies change. HTTP message
-    encryption (which wraps each body itself) goes through pywinrm's own path."""
-
-    _template: t.Any = None
-    _template_cookies = -1
-
-    def send_message(self, message: str | bytes) -> bytes:
-        if self.encryption:
-            return bytes(super().send_message(message))
-        session = self.build_session()
-        if self._template is None or self._template_cookies != len(session.cookies):
-            self._template = session.prepare_request(requests.Request("POST", self.endpoint, data=b""))
-            self._template_cookies = len(session.cookies)
-        prepared = self._template.copy()
-        prepared.prepare_body(message.encode("utf-8") if isinstance(message, str) else message, None)
-        response = self._send_message_request(session, prepared)
-        return bytes(self._get_message_response_text(response))
-
-
-def _stateless(auth: t.Any) -> bool:
-    """Authentication that treats every request alike, so one prepared request may stand for all: NTLM (the
-    connection is authenticated; each request only carries a response hook), Basic (a fixed header) and none (the
-    client certificate is in the TLS handshake). Kerberos and CredSSP put a new token on each request they
-    prepare."""
-    return auth is None or isinstance(auth, (requests_ntlm.HttpNtlmAuth, requests.auth.HTTPBasicAuth))
 
 
 @functools.lru_cache(maxsize=None)
@@ -260,17 +226,18 @@ class WinRMClient:
 
 
 def _adjust_session(protocol: t.Any, settings: WinRMSettings) -> None:
-    """Four settings pywinrm's Protocol has no argument for, made on its transport and its requests session.
+    """What pywinrm's Protocol has no argument for, made on its transport.
 
     - Connect timeout: pywinrm has one timeout, which its transport hands to requests for every request; requests
       also takes a (connect, read) pair, so a dead device fails after connection_timeout instead of the longer read
-      timeout. It is set on the transport's public read_timeout_sec before the session is built: over HTTP, building
-      it already sends the first request (the encryption handshake).
-    - The environment is read once: pywinrm takes the proxy and CA settings from it when it builds the session; left
-      as it is, requests would scan the whole environment again on every request (about 2 ms of CPU each in an
-      Ansible worker, a quarter of a probe). The session keeps what pywinrm took (Session.trust_env, public).
+      timeout. It is set on the transport's public read_timeout_sec before anything is sent: over HTTP, building
+      pywinrm's session already sends the first request (the encryption handshake).
+    - NTLM, Basic and certificates go over http.client (winrm_http.DirectTransport) when no proxy is on the way;
+      the rest keeps pywinrm's requests session, with:
+    - The environment read once: pywinrm takes the proxy and CA settings from it when it builds the session; left
+      as it is, requests would scan the whole environment again on every request. The session keeps what pywinrm
+      took (Session.trust_env, public).
     - One SSL context per CA file, shared by every device that trusts that file (_DeviceAdapter).
-    - Each message's request is prepared from one template (_OneTemplateTransport).
     """
     transport = getattr(protocol, "transport", None)
     if transport is None:
@@ -278,10 +245,11 @@ def _adjust_session(protocol: t.Any, settings: WinRMSettings) -> None:
     transport.read_timeout_sec = (settings.connection_timeout, settings.read_timeout)
     if not hasattr(transport, "build_session"):
         return  # a stand-in for pywinrm (the unit tests' recorders)
+    if transport.__class__ is winrm.transport.Transport and winrm_http.serves(transport):
+        transport.__class__ = winrm_http.DirectTransport  # the same settings; only how its messages travel
+        return
     session = transport.build_session()  # public; pywinrm builds it once and keeps it on the transport
     session.trust_env = False
-    if transport.__class__ is winrm.transport.Transport and _stateless(session.auth):
-        transport.__class__ = _OneTemplateTransport  # the same transport; only how a message's request is prepared
     if isinstance(session.verify, str) and os.path.exists(session.verify) and not session.cert:
         # Only with a CA file and no client certificate: the client certificate is loaded into the context per
         # connection, which a shared context must not collect. A CA path that does not exist is left to requests,

@@ -8,7 +8,7 @@ device script needs (Create, Command, Send, Receive, Signal, Delete) have a fixe
 from text with the same elements, namespaces and order as pywinrm's (a unit test compares both, element by element),
 and every value escaped. Sending, authentication, encryption and fault handling stay pywinrm's (send_message).
 
-The third layer of the WinRM client, below winrm_client (which builds WinRSProtocol) and winrm_streaming.
+The fourth layer of the WinRM client, below winrm_client (which builds WinRSProtocol) and winrm_streaming.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 """Connection settings for one device: the task options, the inventory variables they are read from, and the
 checks that refuse unsafe or impossible combinations before anything is sent.
 
-The first layer of the WinRM client (winrm_settings -> winrm_failures -> winrm_envelopes -> winrm_client ->
-winrm_streaming): plain Python, no network, no Ansible runtime. The action plugins call `resolve_settings`;
+The first layer of the WinRM client (winrm_settings -> winrm_failures -> winrm_http -> winrm_envelopes ->
+winrm_client -> winrm_streaming): plain Python, no network, no Ansible runtime. The action plugins call `resolve_settings`;
 `WinRMClient` takes its result.
 """
 

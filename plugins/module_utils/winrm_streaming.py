@@ -3,7 +3,7 @@
 """Streaming: one long-running device script fed through stdin and read through stdout, a Send or a Receive at a time
 (the file transfers).
 
-The fifth layer of the WinRM client: DeviceShell.start_stream starts the command, then StreamingCommand builds each
+The sixth layer of the WinRM client: DeviceShell.start_stream starts the command, then StreamingCommand builds each
 Send and Receive itself (winrm_envelopes), so that hundreds of KiB of base64 are spliced in as bytes rather than
 rendered into the text, and asks for envelopes as large as the device allows. It sends through pywinrm's Protocol
 (send_message); the same settings, shell and failure names as the client.

@@ -11,23 +11,18 @@ import ssl
 import threading
 
 import pytest
-import requests
-import requests.adapters
-import requests.auth
-import winrm.transport
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.remote_support.windows.plugins.module_utils import device_script
+from ansible_collections.remote_support.windows.plugins.module_utils import device_script, winrm_http
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError, SettingsError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import (
     STDIN_CHUNK_BYTES,
     WinRMClient,
     _ntlm_password,
 )
-from ansible_collections.remote_support.windows.plugins.module_utils.winrm_envelopes import WinRSProtocol
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import (
     WINRM_ARGUMENT_SPEC,
@@ -222,7 +217,19 @@ def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_ch
     error = probe(trusted)
     assert error.reason == "tls" and "mismatch" in error.detail  # the CA is trusted; the name is what fails
 
-    sessions = [WinRMClient(trusted)._protocol().transport.session for _device in range(2)]
+    # NTLM with no proxy on the way: http.client, one context per CA file for the process.
+    transports = [WinRMClient(trusted)._protocol().transport for _device in range(2)]
+    assert all(isinstance(transport, winrm_http.DirectTransport) for transport in transports)
+    contexts = [winrm_http._tls_context(winrm_http._verify(transport), None, None) for transport in transports]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname
+    ignored = WinRMClient(settings(port=port, scheme="https", server_cert_validation="ignore"))._protocol().transport
+    assert winrm_http._verify(ignored) is False
+    assert winrm_http._tls_context(False, None, None).verify_mode == ssl.CERT_NONE
+
+    # Through a proxy, requests' session (pywinrm's own transport) shares one context per CA file the same way.
+    proxied = settings(port=port, scheme="https", ca_trust_path=str(cert_file), proxy="http://127.0.0.1:9")
+    sessions = [WinRMClient(proxied)._protocol().transport.session for _device in range(2)]
     contexts = [session.get_adapter(f"https://127.0.0.1:{port}/").poolmanager.connection_pool_kw["ssl_context"]
                 for session in sessions]
     assert contexts[0] is contexts[1]
@@ -231,8 +238,10 @@ def test_a_trusted_ca_file_is_loaded_once_per_process_and_the_host_name_still_ch
     # No CA file, one that does not exist, or validation off: requests' own handling, nothing shared.
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # what pywinrm takes without ca_trust_path
         monkeypatch.delenv(name, raising=False)
-    for other in (settings(port=port), settings(port=port, ca_trust_path=str(cert_file) + ".missing"),
-                  settings(port=port, ca_trust_path=str(cert_file), server_cert_validation="ignore")):
+    for other in (settings(port=port, proxy="http://127.0.0.1:9"),
+                  settings(port=port, ca_trust_path=str(cert_file) + ".missing", proxy="http://127.0.0.1:9"),
+                  settings(port=port, ca_trust_path=str(cert_file), server_cert_validation="ignore",
+                           proxy="http://127.0.0.1:9")):
         adapter = WinRMClient(other)._protocol().transport.session.get_adapter(f"https://127.0.0.1:{port}/")
         assert "ssl_context" not in adapter.poolmanager.connection_pool_kw
 
@@ -364,77 +373,3 @@ def test_output_missing_contract_fields_is_a_script_error():
     with pytest.raises(DeviceError) as info:
         client.run_script(device_script.load("get_device_facts"))
     assert "serial_number" in info.value.message
-
-
-# --- how each message's request is prepared ----------------------------------------------------------------------
-
-class RecordingAdapter(requests.adapters.BaseAdapter):
-    """requests' adapter that answers every request with an empty WS-Management response and keeps the request."""
-
-    def __init__(self):
-        super().__init__()
-        self.sent = []
-
-    def send(self, request, **kwargs):
-        self.sent.append(request)
-        response = requests.Response()
-        response.status_code, response._content, response.request, response.url = 200, b"<ok/>", request, request.url
-        return response
-
-    def close(self):
-        pass
-
-
-class MintingAuth(requests.auth.AuthBase):
-    """Authentication that puts a new token on every request it prepares, as pywinrm's Kerberos does until the
-    device has accepted one (force_preemptive) and CredSSP does for each of its messages."""
-
-    def __init__(self):
-        self.minted = 0
-
-    def __call__(self, request):
-        self.minted += 1
-        request.headers["Authorization"] = f"Negotiate token-{self.minted}"
-        return request
-
-
-def pywinrm_transport(transport, auth=None):
-    """A real pywinrm client for `transport` as WinRMClient builds it (adjusted), its requests recorded; with
-    `auth`, that authentication in place of pywinrm's own before the client adjusts the session."""
-    def protocol_factory(**kwargs):
-        protocol = WinRSProtocol(**kwargs)
-        if auth is not None:
-            protocol.transport.build_session().auth = auth
-        return protocol
-
-    client = WinRMClient(settings(transport=transport, server_cert_validation="ignore"),
-                         protocol_factory=protocol_factory)
-    protocol = client._protocol(transport)
-    adapter = RecordingAdapter()
-    protocol.transport.build_session().mount("https://", adapter)
-    return protocol.transport, adapter
-
-
-def test_each_ntlm_message_is_its_own_request_though_prepared_from_one_template():
-    transport, adapter = pywinrm_transport("ntlm")
-    assert type(transport).__name__ == "_OneTemplateTransport"
-    transport.send_message("<first/>")
-    transport.send_message(b"<second-one/>")
-    transport.build_session().cookies.set("lb", "node2")  # a load balancer pins the connection with a cookie
-    transport.send_message(b"<third/>")
-    first, second, third = adapter.sent
-    assert [r.body for r in adapter.sent] == [b"<first/>", b"<second-one/>", b"<third/>"]
-    assert [r.headers["Content-Length"] for r in adapter.sent] == ["8", "13", "8"]
-    assert len({r.url for r in adapter.sent}) == 1 and first.headers["Content-Type"].startswith("application/soap+xml")
-    assert "Cookie" not in second.headers and third.headers["Cookie"] == "lb=node2"
-    assert first.headers is not second.headers  # NTLM's retry changes its own request's headers, never the template's
-
-
-def test_an_authentication_that_mints_a_token_per_request_gets_a_new_one_on_every_message():
-    """Kerberos and CredSSP are not templated: a template would send one token again, which a device rejects as a
-    replay."""
-    transport, adapter = pywinrm_transport("ntlm", auth=MintingAuth())
-    assert transport.__class__ is winrm.transport.Transport
-    transport.send_message(b"<first/>")
-    transport.send_message(b"<second/>")
-    assert [r.headers["Authorization"] for r in adapter.sent] == ["Negotiate token-1", "Negotiate token-2"]

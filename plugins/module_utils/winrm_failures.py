@@ -183,6 +183,11 @@ def classify(exc: BaseException, settings: WinRMSettings, transport: str | None 
                                       f"{settings.read_timeout} s to reply. Check that the device is on the network "
                                       "and not behind a firewall that drops WinRM; for slow links raise "
                                       "ansible_winrm_read_timeout_sec.", detail)
+    if type(exc).__name__ == "UnsealedReply":  # winrm_http: message encryption over HTTP
+        return DeviceError("protocol", f"The device at {where} answered in clear text, or with a sealed reply cut or "
+                                       "changed, on a connection where every message is sealed: something on the "
+                                       "network path altered it. The reply was not used. Check the network path "
+                                       "(a proxy or appliance that rewrites HTTP), or connect over HTTPS.", detail)
     if HAS_WINRM and isinstance(exc, winrm.exceptions.WinRMTransportError):
         return DeviceError("protocol", f"The WinRM service at {where} answered HTTP {exc.code}. Check that the "
                                        "WinRM service on the device is healthy (winrm quickconfig) and that the "

@@ -32,7 +32,6 @@ import socket
 import ssl
 import struct
 import typing as t
-import urllib.request
 from urllib.parse import urlsplit
 
 try:
@@ -74,9 +73,21 @@ def _proxied(transport: t.Any) -> bool:
         return False
     if transport.proxy != "legacy_requests":
         return True
-    if not any(scheme != "no" for scheme in urllib.request.getproxies()):
-        return False  # no proxy in the environment at all: the common case, one look at os.environ
-    return bool(set(requests.utils.get_environ_proxies(transport.endpoint)) - {"no_proxy", "no"})
+    if not _environment_names_a_proxy():
+        return False  # the common case, decided without requests' two scans of the environment per device
+    url = urlsplit(transport.endpoint)
+    chosen_by = {url.scheme, "all", f"{url.scheme}://{url.hostname}", f"all://{url.hostname}"}  # requests' select_proxy
+    return bool(chosen_by & set(requests.utils.get_environ_proxies(transport.endpoint)))
+
+
+def _environment_names_a_proxy() -> bool:
+    """Whether any *_proxy variable but no_proxy is set (in any case, as urllib reads them), read as bytes on POSIX
+    so that no name is decoded."""
+    if os.supports_bytes_environ:
+        return any(name.lower().endswith(b"_proxy") and name.lower() != b"no_proxy" and value
+                   for name, value in os.environb.items())
+    return any(name.lower().endswith("_proxy") and name.lower() != "no_proxy" and value
+               for name, value in os.environ.items())
 
 
 def _verify(transport: t.Any) -> str | bool:
@@ -123,6 +134,11 @@ def certificate_hash(certificate_der: bytes) -> bytes | None:
     return digest.finalize()
 
 
+class UnsealedReply(WinRMTransportError if _TransportBase is not object else Exception):  # type: ignore[misc]
+    """A reply on a sealed connection (message encryption over HTTP) that is not sealed, or not whole: something on
+    the way changed it. It is not read."""
+
+
 class _DeviceConnection(http.client.HTTPConnection):
     """The connection to one device: TCP and the TLS handshake within the connect timeout, then the read timeout
     for every reply."""
@@ -167,13 +183,12 @@ class DirectTransport(_TransportBase):
         data = message.encode("utf-8") if isinstance(message, str) else message
         try:
             status, headers, content = self._exchange(data)
+            if status == 401:
+                raise InvalidCredentialsError("the specified credentials were rejected by the server")
+            text = self._unsealed(headers, content)
         except BaseException:
-            self.close_session()  # what a half-done exchange left on the connection cannot be read as a reply
+            self.close_session()  # what a refused or half-done exchange left on the connection is not used again
             raise
-        if status == 401:
-            self.close_session()
-            raise InvalidCredentialsError("the specified credentials were rejected by the server")
-        text = self._unsealed(headers, content)
         if status >= 300:
             raise WinRMTransportError("http", status, text.decode("utf-8", "replace"))
         return text
@@ -277,7 +292,11 @@ class DirectTransport(_TransportBase):
                 struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data + _BOUNDARY + b"--\r\n")
 
     def _unsealed(self, headers: http.client.HTTPMessage, content: bytes) -> bytes:
-        if self._sealing is None or f'protocol="{_SEALED_PROTOCOL}"' not in (headers.get("Content-Type") or ""):
+        if self._sealing is None or not self._seals:
+            return content
+        if f'protocol="{_SEALED_PROTOCOL}"' not in (headers.get("Content-Type") or ""):
+            if content:  # Windows seals every reply on a sealed connection; only an empty one goes as it is
+                raise UnsealedReply("http", 200, "the device answered in clear text on a sealed connection")
             return content
         parts = [part for part in content.split(_BOUNDARY + b"\r\n") if part]
         message = b""
@@ -289,8 +308,7 @@ class DirectTransport(_TransportBase):
             length = struct.unpack("<i", payload[:4])[0]
             plain = self._sealing.unwrap_winrm(payload[4:4 + length], payload[4 + length:])
             if len(plain) != expected:
-                raise WinRMTransportError("http", 200, "the device's sealed reply has another length than it says: "
-                                                       "the message was changed on the way")
+                raise UnsealedReply("http", 200, "the device's sealed reply has another length than it says")
             message += plain
         return message
 

@@ -7,6 +7,8 @@ device closes, a refused password, and which settings keep pywinrm's own transpo
 from __future__ import annotations
 
 import datetime
+import email
+import http.client
 import logging
 import socket
 
@@ -24,6 +26,7 @@ from winrm_lab.server import LabServer
 from ansible_collections.remote_support.windows.plugins.module_utils import device_script, winrm_http
 from ansible_collections.remote_support.windows.plugins.module_utils.errors import DeviceError
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_client import WinRMClient
+from ansible_collections.remote_support.windows.plugins.module_utils.winrm_failures import classify
 from ansible_collections.remote_support.windows.plugins.module_utils.winrm_settings import resolve_settings
 
 FACTS = device_script.load("get_device_facts")
@@ -165,3 +168,32 @@ def test_what_keeps_pywinrms_own_transport(monkeypatch, tmp_path):
     assert winrm_http.serves(_transport(proxy=None))  # ignore_proxy
     monkeypatch.setenv("NO_PROXY", "desk")
     assert winrm_http.serves(_transport(proxy="legacy_requests"))
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.setenv("Http_Proxy", "http://proxy.example:3128")  # any case, as urllib reads it; not for https
+    assert winrm_http.serves(_transport(proxy="legacy_requests"))
+    assert not winrm_http.serves(_transport(proxy="legacy_requests", endpoint="http://desk:5985/wsman"))
+    monkeypatch.setenv("all_proxy", "socks5://proxy.example:1080")
+    assert not winrm_http.serves(_transport(proxy="legacy_requests"))
+
+
+class _Sealing:
+    """An NTLM context as far as unsealing needs one: it never gets a clear-text reply to unwrap."""
+
+    def unwrap_winrm(self, header, data):
+        raise AssertionError("a clear-text reply must not be unwrapped")
+
+
+def test_a_clear_text_reply_on_a_sealed_connection_is_refused():
+    """Over HTTP every message is sealed, and so is every reply Windows sends on that connection; a reply in clear
+    text was put there by something on the way, and is not read as the device's."""
+    transport = _transport(endpoint="http://desk:5985/wsman")
+    transport.__class__ = winrm_http.DirectTransport
+    transport._sealing = _Sealing()
+    clear = email.message_from_string("Content-Type: application/soap+xml;charset=UTF-8\n\n",
+                                      _class=http.client.HTTPMessage)
+    assert transport._unsealed(clear, b"") == b""  # an empty reply carries nothing to trust
+    with pytest.raises(winrm_http.UnsealedReply) as refused:
+        transport._unsealed(clear, b"<s:Envelope/>")
+    error = classify(refused.value, resolve_settings({}, {"ansible_user": "u", "ansible_password": "p"}, "desk"))
+    assert error.reason == "protocol" and "clear text" in error.message and "HTTPS" in error.message

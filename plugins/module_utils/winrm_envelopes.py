@@ -6,7 +6,8 @@ pywinrm builds every message as a dictionary and renders it with xmltodict, whic
 name by name: about 0.3 ms of controller CPU per message, a tenth of what a fleet spends per device. The messages a
 device script needs (Create, Command, Send, Receive, Signal, Delete) have a fixed shape, so they are rendered here
 from text with the same elements, namespaces and order as pywinrm's (a unit test compares both, element by element),
-and every value escaped. Sending, authentication, encryption and fault handling stay pywinrm's (send_message).
+and every value escaped. pywinrm's Protocol.send_message sends them through its transport (winrm_http's, or
+pywinrm's own for Kerberos, CredSSP and proxies) and reads the faults.
 
 The fourth layer of the WinRM client, below winrm_client (which builds WinRSProtocol) and winrm_streaming.
 """

@@ -38,6 +38,7 @@ try:
     import requests.utils
     import spnego
     import spnego.channel_bindings
+    import spnego.exceptions
     import winrm.transport
     from cryptography import x509
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -105,7 +106,8 @@ def _verify(transport: t.Any) -> str | bool:
 def _tls_context(verify: str | bool, cert_pem: str | None, cert_key_pem: str | None) -> ssl.SSLContext:
     """One TLS context per trust and client certificate, shared by every device that uses them. Hostnames are
     checked against the certificate's names only (as urllib3 does: no fallback to its common name)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS 1.2 or later, certificate and hostname checked
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the certificate and its hostname checked
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # as urllib3 2
     context.hostname_checks_common_name = False
     if verify is False:
         context.check_hostname = False
@@ -185,7 +187,7 @@ class DirectTransport(_TransportBase):
             status, headers, content = self._exchange(data)
             if status == 401:
                 raise InvalidCredentialsError("the specified credentials were rejected by the server")
-            text = self._unsealed(headers, content)
+            text = self._unsealed(status, headers, content)
         except BaseException:
             self.close_session()  # what a refused or half-done exchange left on the connection is not used again
             raise
@@ -242,10 +244,16 @@ class DirectTransport(_TransportBase):
         context = spnego.client(self.username, self.password, hostname=connection.host, service="http",
                                 channel_bindings=bindings, protocol="ntlm",
                                 options=spnego.NegotiateOptions.use_ntlm)
-        status, headers, _content = self._post(connection, b"", _negotiate(context.step()))
+        status, headers, content = self._post(connection, b"", _negotiate(context.step()))
         challenge = _challenge(headers) if status == 401 else None
+        if challenge is None and status < 300:
+            # The device did not ask to authenticate (no Windows does): the message goes as requests would send it,
+            # unless it must be sealed, which needs an authenticated connection.
+            if self._seals:
+                raise UnsealedReply("http", status, "the device did not authenticate the connection")
+            return self._post(connection, data, None)
         if challenge is None:
-            return status, headers, _content  # no NTLM challenge: a 401 is a refusal, anything else is the reply
+            return status, headers, content  # a 401 without a challenge is a refusal; any other error is the reply
         reply = self._post(connection, data, _negotiate(context.step(challenge)))
         if reply[0] != 401:
             self._sealing = context
@@ -291,14 +299,25 @@ class DirectTransport(_TransportBase):
                 b"\r\n" + _BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n" +
                 struct.pack("<i", len(wrapped.header)) + wrapped.header + wrapped.data + _BOUNDARY + b"--\r\n")
 
-    def _unsealed(self, headers: http.client.HTTPMessage, content: bytes) -> bytes:
+    def _unsealed(self, status: int, headers: http.client.HTTPMessage, content: bytes) -> bytes:
         if self._sealing is None or not self._seals:
             return content
         if f'protocol="{_SEALED_PROTOCOL}"' not in (headers.get("Content-Type") or ""):
-            if content:  # Windows seals every reply on a sealed connection; only an empty one goes as it is
-                raise UnsealedReply("http", 200, "the device answered in clear text on a sealed connection")
+            # Windows seals every answer on a sealed connection. An error status may come from the HTTP layer in
+            # clear text (it only names the failure); an answer in clear text was put there on the way.
+            if content and status < 300:
+                raise UnsealedReply("http", status, "the device answered in clear text on a sealed connection")
             return content
+        try:
+            return self._unwrapped(content)
+        except (IndexError, ValueError, struct.error, spnego.exceptions.SpnegoError) as error:
+            raise UnsealedReply("http", status, f"the device's sealed answer does not unseal "
+                                                f"({type(error).__name__})") from error
+
+    def _unwrapped(self, content: bytes) -> bytes:
         parts = [part for part in content.split(_BOUNDARY + b"\r\n") if part]
+        if not parts or len(parts) % 2:
+            raise ValueError("the sealed answer is not whole: each part is a header and its payload")
         message = b""
         for header, payload in zip(parts[0::2], parts[1::2]):
             expected = int(header.strip().split(b"Length=")[1])
@@ -308,7 +327,7 @@ class DirectTransport(_TransportBase):
             length = struct.unpack("<i", payload[:4])[0]
             plain = self._sealing.unwrap_winrm(payload[4:4 + length], payload[4 + length:])
             if len(plain) != expected:
-                raise UnsealedReply("http", 200, "the device's sealed reply has another length than it says")
+                raise ValueError("the sealed answer has another length than it says")
             message += plain
         return message
 

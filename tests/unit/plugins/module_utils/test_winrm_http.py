@@ -192,8 +192,13 @@ def test_a_clear_text_reply_on_a_sealed_connection_is_refused():
     transport._sealing = _Sealing()
     clear = email.message_from_string("Content-Type: application/soap+xml;charset=UTF-8\n\n",
                                       _class=http.client.HTTPMessage)
-    assert transport._unsealed(clear, b"") == b""  # an empty reply carries nothing to trust
+    assert transport._unsealed(200, clear, b"") == b""  # an empty reply carries nothing to trust
+    assert transport._unsealed(503, clear, b"Service Unavailable") == b"Service Unavailable"  # HTTP's own error
     with pytest.raises(winrm_http.UnsealedReply) as refused:
-        transport._unsealed(clear, b"<s:Envelope/>")
+        transport._unsealed(200, clear, b"<s:Envelope/>")
     error = classify(refused.value, resolve_settings({}, {"ansible_user": "u", "ansible_password": "p"}, "desk"))
     assert error.reason == "protocol" and "clear text" in error.message and "HTTPS" in error.message
+    sealed = email.message_from_string(f"Content-Type: {winrm_http._SEALED_CONTENT_TYPE}\n\n",
+                                       _class=http.client.HTTPMessage)
+    with pytest.raises(winrm_http.UnsealedReply):  # cut short: no length, no signature
+        transport._unsealed(200, sealed, winrm_http._BOUNDARY + b"\r\n\tContent-Type: x\r\n")

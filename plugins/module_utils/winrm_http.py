@@ -145,9 +145,10 @@ class _DeviceConnection(http.client.HTTPConnection):
     """The connection to one device: TCP and the TLS handshake within the connect timeout, then the read timeout
     for every reply."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, connect_timeout: float,
+    def __init__(self, host: str, port: int, path: str, tls: ssl.SSLContext | None, connect_timeout: float,
                  read_timeout: float) -> None:
         super().__init__(host, port, timeout=connect_timeout)
+        self.path = path  # the WinRM service's URL path, every message's
         self._tls = tls
         self._read_timeout = read_timeout
 
@@ -225,8 +226,8 @@ class DirectTransport(_TransportBase):
         https = url.scheme.lower() == "https"
         tls = _tls_context(_verify(self), self.cert_pem, self.cert_key_pem) if https else None
         connect_timeout, read_timeout = _timeouts(self.read_timeout_sec)
-        connection = _DeviceConnection(url.hostname or "", url.port or (5986 if https else 5985), tls,
-                                       connect_timeout, read_timeout)
+        connection = _DeviceConnection(url.hostname or "", url.port or (5986 if https else 5985),
+                                       url.path or "/wsman", tls, connect_timeout, read_timeout)
         connection.connect()
         self._connection = connection
         return connection
@@ -275,7 +276,7 @@ class DirectTransport(_TransportBase):
             headers["Authorization"] = authorization
         if self._cookies:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self._cookies.items())
-        connection.request("POST", urlsplit(self.endpoint).path or "/wsman", body=body, headers=headers)
+        connection.request("POST", connection.path, body=body, headers=headers)
         response = connection.getresponse()
         content = response.read()
         self._keep_cookies(response.msg)
